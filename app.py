@@ -1,0 +1,75 @@
+"""Application factory and entry point.
+
+Run with ``python app.py`` (reads HOST, PORT, WORKERS from the environment) or
+``sanic app:create_app --factory --host 0.0.0.0 --port 8000 --workers 2``.
+"""
+
+from __future__ import annotations
+
+import logging
+from functools import partial
+
+from sanic import Sanic
+from sanic.worker.loader import AppLoader
+
+from handlers import blueprints
+from handlers.errors import install_error_handler
+from handlers.responses import dumps
+from models.db import describe_database, register_database
+from settings import Settings
+
+log = logging.getLogger("app")
+
+APP_NAME = "sanic_cached_api"
+
+
+def create_app(settings: Settings | None = None, *, cache_backend: object | None = None) -> Sanic:
+    """Build the service: blueprints, database, error handling and the response cache."""
+    settings = settings or Settings.from_env()
+    settings.ensure_data_dir()
+    app = Sanic(APP_NAME, dumps=dumps)
+    app.config.update(
+        REQUEST_MAX_SIZE=settings.request_max_size,
+        FALLBACK_ERROR_FORMAT="json",
+        OAS_UI_DEFAULT="swagger",
+        OAS_URL_PREFIX="/docs",
+        OAS_UI_REDOC=False,
+        CORS=False,
+    )
+    app.ctx.settings = settings
+    app.extend(config={"oas_autodoc": True})
+    app.ext.openapi.describe(
+        "Sanic cached API",
+        version="0.1.0",
+        description=(
+            "A social/jobs REST API whose GET routes are served by a Redis-backed response cache."
+            " Writes need `Authorization: Bearer <token>` from /api/auth/register or /login."
+        ),
+    )
+    install_error_handler(app)
+    register_database(app, settings.database_url)
+    for bp in blueprints():
+        app.blueprint(bp)
+
+    if settings.secret_key_generated:
+        @app.before_server_start
+        async def warn_generated_key(app: Sanic) -> None:
+            log.warning("SECRET_KEY is not set: using a random key for this start; tokens will "
+                        "not survive a restart and are not shared between workers")
+    log.debug("App created for %s", describe_database(settings.database_url))
+    return app
+
+
+def main() -> None:
+    logging.basicConfig(level=logging.INFO,
+                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    settings = Settings.from_env()
+    loader = AppLoader(factory=partial(create_app, settings))
+    app = loader.load()
+    app.prepare(host=settings.host, port=settings.port, workers=settings.workers,
+                debug=settings.debug, access_log=False)
+    Sanic.serve(primary=app, app_loader=loader)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,1 @@
+"""A pluggable response cache for Sanic (filled in by the cache work)."""

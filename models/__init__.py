@@ -1,0 +1,1 @@
+"""Tortoise ORM models, one module per resource."""
