@@ -7,6 +7,7 @@ Run with ``python app.py`` (reads HOST, PORT, WORKERS from the environment) or
 from __future__ import annotations
 
 import logging
+import os
 from functools import partial
 
 from sanic import Sanic
@@ -25,7 +26,13 @@ APP_NAME = "sanic_cached_api"
 
 def create_app(settings: Settings | None = None, *, cache_backend: object | None = None) -> Sanic:
     """Build the service: blueprints, database, error handling and the response cache."""
-    settings = settings or Settings.from_env()
+    if settings is None:
+        settings = Settings.from_env()
+        if settings.secret_key_generated:
+            # Sanic's main process builds the app before it spawns the workers, which inherit
+            # the environment: publishing the generated key makes every worker sign and verify
+            # tokens with the same one.
+            os.environ["SECRET_KEY"] = settings.secret_key
     settings.ensure_data_dir()
     app = Sanic(APP_NAME, dumps=dumps)
     app.config.update(
@@ -52,10 +59,8 @@ def create_app(settings: Settings | None = None, *, cache_backend: object | None
         app.blueprint(bp)
 
     if settings.secret_key_generated:
-        @app.before_server_start
-        async def warn_generated_key(app: Sanic) -> None:
-            log.warning("SECRET_KEY is not set: using a random key for this start; tokens will "
-                        "not survive a restart and are not shared between workers")
+        log.warning("SECRET_KEY is not set: using a random development key; tokens will not "
+                    "survive a restart (set SECRET_KEY in production)")
     log.debug("App created for %s", describe_database(settings.database_url))
     return app
 

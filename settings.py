@@ -85,6 +85,8 @@ class Settings:
     """Lifetime of an access token (``TOKEN_TTL_SECONDS``)."""
     request_max_size: int = 1_048_576
     """Largest accepted request body in bytes (``REQUEST_MAX_SIZE``); larger gets 413."""
+    cache_enabled: bool = True
+    """``CACHE_ENABLED``: false serves every request uncached (for benchmarks and debugging)."""
     seed_demo: bool = False
     """Load demo data at start-up when the database is empty (``SEED_DEMO``)."""
     debug: bool = False
@@ -114,6 +116,7 @@ class Settings:
             secret_key_generated=generated,
             token_ttl_seconds=_int(env, "TOKEN_TTL_SECONDS", cls.token_ttl_seconds, minimum=1),
             request_max_size=_int(env, "REQUEST_MAX_SIZE", cls.request_max_size, minimum=1024),
+            cache_enabled=_bool(env, "CACHE_ENABLED", cls.cache_enabled),
             seed_demo=_bool(env, "SEED_DEMO", cls.seed_demo),
             debug=_bool(env, "DEBUG", cls.debug),
         )
