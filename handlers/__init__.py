@@ -4,8 +4,9 @@ from __future__ import annotations
 
 from sanic import Blueprint
 
-from handlers import health
+from handlers import auth, health, jobs, posts, users
 
 
 def blueprints() -> list[Blueprint]:
-    return [health.bp]
+    """Every blueprint of the service, in registration order."""
+    return [health.bp, auth.bp, posts.bp, jobs.bp, users.bp]

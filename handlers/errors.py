@@ -9,13 +9,20 @@ from __future__ import annotations
 import logging
 
 from sanic import Request, Sanic
-from sanic.exceptions import SanicException
+from sanic.exceptions import HTTPException, RequestCancelled, SanicException
 from sanic.handlers import ErrorHandler
 from sanic.response import HTTPResponse
 
 from handlers.responses import json_response
 
 log = logging.getLogger(__name__)
+
+
+class Conflict(HTTPException):
+    """409: the request clashes with existing data (a taken username or email)."""
+
+    status_code = 409
+    quiet = True
 
 
 def error_response(status: int, message: str, **extra: object) -> HTTPResponse:
@@ -28,6 +35,10 @@ class JSONErrorHandler(ErrorHandler):
     """Renders every exception as the service's JSON error body."""
 
     def default(self, request: Request, exception: Exception) -> HTTPResponse:
+        if isinstance(exception, RequestCancelled):
+            # The client went away (or the server is stopping): nobody reads this response.
+            log.debug("Request cancelled: %s %s", request.method, request.path)
+            return error_response(503, "request cancelled")
         if isinstance(exception, SanicException):
             status = int(exception.status_code)
             message = str(exception) or "error"

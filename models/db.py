@@ -7,6 +7,7 @@ from typing import Any
 
 from sanic import Sanic
 from tortoise import Tortoise, connections
+from tortoise.backends.base.executor import EXECUTOR_CACHE
 
 log = logging.getLogger(__name__)
 
@@ -34,6 +35,10 @@ def describe_database(database_url: str) -> str:
 
 
 async def init_database(database_url: str) -> None:
+    """Open the ``default`` connection on ``database_url`` for this process."""
+    # Tortoise caches each model's INSERT/DELETE SQL per connection *name*, across inits: after
+    # a SQLite "default" the same process would send "?" placeholders to PostgreSQL.
+    EXECUTOR_CACHE.clear()
     # The global fallback makes the context opened in a listener visible to every handler task
     # (tortoise-orm 1.x keeps state per context otherwise).
     await Tortoise.init(config=tortoise_config(database_url), _enable_global_fallback=True)

@@ -2,9 +2,14 @@
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 from tortoise import fields
 from tortoise.models import Model
 from tortoise.validators import MaxLengthValidator, MinLengthValidator
+
+if TYPE_CHECKING:
+    from models.user import User
 
 MAX_CONTENT = 2_000
 
@@ -13,7 +18,7 @@ class Post(Model):
     """A post of 1 to 2,000 characters by one author."""
 
     id = fields.IntField(primary_key=True)
-    author: fields.ForeignKeyRelation["User"] = fields.ForeignKeyField(  # noqa: F821
+    author: fields.ForeignKeyRelation[User] = fields.ForeignKeyField(
         "models.User", related_name="posts", on_delete=fields.CASCADE
     )
     content = fields.TextField(

@@ -1,0 +1,139 @@
+"""Accounts and bearer tokens: register, log in, who am I; and the ``authenticated`` guard.
+
+:func:`identify` is the cheap part (no database): the response cache calls it on every request
+to key per-user responses.  :func:`authenticated` also loads the user.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Awaitable, Callable
+from functools import wraps
+from typing import Any, TypeVar
+
+from sanic import Blueprint, Request
+from sanic.exceptions import Unauthorized
+from sanic.response import HTTPResponse
+from sanic_ext import openapi
+from tortoise.exceptions import IntegrityError
+from tortoise.expressions import Q
+
+from handlers import docs
+from handlers.errors import Conflict
+from handlers.responses import json_response
+from handlers.schemas import AuthOut, LoginBody, MeOut, RegisterBody, TokenOut
+from handlers.security import hash_password, issue_token, read_token, verify_password
+from handlers.serialize import me_out
+from handlers.validation import parse_body
+from models.stats import UserCounts, user_counts
+from models.user import User
+
+log = logging.getLogger(__name__)
+
+bp = Blueprint("auth", url_prefix="/api/auth")
+
+Handler = TypeVar("Handler", bound=Callable[..., Awaitable[HTTPResponse]])
+
+
+def bearer_token(request: Request) -> str | None:
+    """The token of an ``Authorization: Bearer <token>`` header, if any."""
+    scheme, _, token = request.headers.get("authorization", "").partition(" ")
+    if scheme.lower() != "bearer":
+        return None
+    return token.strip() or None
+
+
+def identify(request: Request) -> str | None:
+    """The user id (as str) of a valid, unexpired bearer token, else None.  No database query."""
+    token = bearer_token(request)
+    if token is None:
+        return None
+    user_id = read_token(token, request.app.ctx.settings.secret_key)
+    return None if user_id is None else str(user_id)
+
+
+def authenticated(handler: Handler) -> Handler:
+    """Require a valid token for an existing user; the user is put on ``request.ctx.user``."""
+
+    @wraps(handler)
+    async def guarded(request: Request, *args: Any, **kwargs: Any) -> HTTPResponse:
+        if bearer_token(request) is None:
+            raise Unauthorized("missing bearer token", scheme="Bearer")
+        user_id = identify(request)
+        user = None if user_id is None else await User.get_or_none(id=int(user_id))
+        if user is None:
+            raise Unauthorized("invalid or expired token", scheme="Bearer")
+        request.ctx.user = user
+        return await handler(request, *args, **kwargs)
+
+    return guarded  # type: ignore[return-value]
+
+
+def _token_for(request: Request, user: User) -> str:
+    settings = request.app.ctx.settings
+    return issue_token(user.id, settings.secret_key, settings.token_ttl_seconds)
+
+
+async def _taken_field(username: str, email: str) -> str | None:
+    rows = await User.filter(Q(username=username) | Q(email=email)).values_list(
+        "username", "email")
+    if any(row[0] == username for row in rows):
+        return "username"
+    if rows:
+        return "email"
+    return None
+
+
+@bp.post("/register")
+@openapi.definition(
+    summary="Create an account", tag="auth",
+    body=docs.body(RegisterBody, "The new account; the password is 8 to 128 characters."),
+    response=[docs.ok(AuthOut, "The new user and a token.", 201), *docs.errors(400, 409, 413)],
+)
+async def register(request: Request) -> HTTPResponse:
+    """Create a user and return it with a bearer token."""
+    body = parse_body(request, RegisterBody)
+    taken = await _taken_field(body.username, body.email)
+    if taken is None:
+        password_hash = await hash_password(body.password)
+        try:
+            user = await User.create(username=body.username, email=body.email,
+                                     password_hash=password_hash)
+        except IntegrityError:
+            # Lost a race with a concurrent registration: report which field clashed.
+            taken = await _taken_field(body.username, body.email) or "username"
+    if taken is not None:
+        raise Conflict(f"{taken}: is already taken")
+    log.info("Registered user %s", user.id)
+    counts = UserCounts(followers_count=0, following_count=0, posts_count=0)
+    return json_response({"user": me_out(user, counts), "token": _token_for(request, user)},
+                         status=201)
+
+
+@bp.post("/login")
+@openapi.definition(
+    summary="Get a token", tag="auth",
+    body=docs.body(LoginBody, "Username and password."),
+    response=[docs.ok(TokenOut, "A bearer token."), *docs.errors(400, 401, 413)],
+)
+async def login(request: Request) -> HTTPResponse:
+    """Exchange a username and password for a bearer token."""
+    body = parse_body(request, LoginBody)
+    user = await User.get_or_none(username=body.username)
+    password_hash = None if user is None else user.password_hash
+    if not await verify_password(password_hash, body.password) or user is None:
+        raise Unauthorized("invalid username or password", scheme="Bearer")
+    return json_response({"token": _token_for(request, user)})
+
+
+@bp.get("/me")
+@openapi.definition(
+    summary="The signed-in user", tag="auth", secured=docs.SECURED,
+    response=[docs.ok(MeOut, "The caller's own profile with counts."), *docs.errors(401)],
+)
+@authenticated
+async def me(request: Request) -> HTTPResponse:
+    """The caller's own user, with email and counts."""
+    user: User = request.ctx.user
+    counts = await user_counts([user.id])
+    return json_response(me_out(user, counts[user.id]))

@@ -1,0 +1,77 @@
+"""Password hashing (argon2) and signed, expiring bearer tokens (JWT, HS256).
+
+Hashing and verifying are deliberately slow, so they run in a worker thread and never block the
+event loop.  Token checks are cheap (one HMAC), which is what lets the response cache call
+:func:`read_token` on every request.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import time
+from functools import cache
+
+import jwt
+from argon2 import PasswordHasher
+from argon2.exceptions import InvalidHashError, VerificationError, VerifyMismatchError
+
+ALGORITHM = "HS256"
+_hasher = PasswordHasher()
+
+
+async def hash_password(password: str) -> str:
+    """An argon2id hash of ``password`` (salted; the parameters are stored in the hash)."""
+    return await asyncio.to_thread(_hasher.hash, password)
+
+
+def _verify(password_hash: str | None, password: str) -> bool:
+    if password_hash is None:
+        # Unknown user: spend the time of a real check so timing does not reveal usernames.
+        _verify(_dummy_hash(), password)
+        return False
+    try:
+        return _hasher.verify(password_hash, password)
+    except (VerifyMismatchError, VerificationError, InvalidHashError):
+        return False
+
+
+@cache
+def _dummy_hash() -> str:
+    return _hasher.hash("no such user")
+
+
+async def verify_password(password_hash: str | None, password: str) -> bool:
+    """Whether ``password`` matches ``password_hash``; None (unknown user) never matches."""
+    return await asyncio.to_thread(_verify, password_hash, password)
+
+
+@cache
+def signing_key(secret: str) -> bytes:
+    """The HMAC key: a SHA-256 of ``SECRET_KEY``, so every configured secret gives a full-length
+    key (PyJWT warns about HMAC keys shorter than the digest)."""
+    return hashlib.sha256(b"sanic-cached-api/token:" + secret.encode()).digest()
+
+
+def issue_token(user_id: int, secret: str, ttl_seconds: int, *, now: int | None = None) -> str:
+    """A token for ``user_id`` (``sub``), issued ``now`` (``iat``), valid ``ttl_seconds``."""
+    issued = int(time.time()) if now is None else now
+    claims = {"sub": str(user_id), "iat": issued, "exp": issued + ttl_seconds}
+    return jwt.encode(claims, signing_key(secret), algorithm=ALGORITHM)
+
+
+def read_token(token: str, secret: str) -> int | None:
+    """The user id of a valid, unexpired token, else None."""
+    # A JWT is ASCII; headers may carry anything (Sanic keeps undecodable bytes as surrogates).
+    if not token or len(token) > 2048 or not token.isascii():
+        return None
+    try:
+        claims = jwt.decode(token, signing_key(secret), algorithms=[ALGORITHM],
+                            options={"require": ["sub", "iat", "exp"]})
+    except jwt.PyJWTError:
+        return None
+    subject = claims["sub"]
+    if not isinstance(subject, str) or not subject.isascii() or not subject.isdigit():
+        return None
+    user_id = int(subject)
+    return user_id if 1 <= user_id <= 2**31 - 1 else None
