@@ -1,0 +1,102 @@
+"""The stored record: a compact binary layout (a struct header, then raw bytes). Never pickle.
+
+Layout (network byte order)::
+
+    magic "RC" | version u8 | status u16 | stored_at f64 | n_generations u16 | len(content type) u8
+    | len(etag) u8 | len(headers) u16 | len(body) u32 | generations i64 * n | content type
+    | etag | headers ("name\\0value" joined by "\\n", UTF-8) | body
+
+``decode`` checks every length against the data; anything that does not fit raises
+``RecordError``, which the cache treats as a miss (and overwrites the entry).
+"""
+
+from __future__ import annotations
+
+import struct
+
+__all__ = ["FORMAT_VERSION", "Record", "RecordError", "decode", "encode"]
+
+FORMAT_VERSION = 1
+_MAGIC = b"RC"
+_HEADER = struct.Struct("!2sBHdHBBHI")
+
+
+class RecordError(ValueError):
+    """Bytes that are not a record of this format version."""
+
+
+class Record:
+    """One cached response (or application value) and the generations it was computed under."""
+
+    __slots__ = ("body", "content_type", "etag", "generations", "headers", "status", "stored_at")
+
+    def __init__(self, *, status: int, stored_at: float, generations: tuple[int, ...],
+                 content_type: str, etag: str, headers: tuple[tuple[str, str], ...],
+                 body: bytes) -> None:
+        self.status = status
+        self.stored_at = stored_at
+        self.generations = generations
+        self.content_type = content_type
+        self.etag = etag
+        self.headers = headers
+        self.body = body
+
+    def __eq__(self, other: object) -> bool:
+        if not isinstance(other, Record):
+            return NotImplemented
+        return all(getattr(self, name) == getattr(other, name) for name in self.__slots__)
+
+    def __repr__(self) -> str:
+        return (f"Record(status={self.status}, generations={self.generations}, "
+                f"etag={self.etag}, body={len(self.body)} bytes)")
+
+
+def encode(record: Record) -> bytes:
+    """Serialise ``record``; raises ``RecordError`` if a field does not fit the layout."""
+    ctype = record.content_type.encode()
+    etag = record.etag.encode()
+    headers = "\n".join(f"{name}\0{value}" for name, value in record.headers).encode()
+    n = len(record.generations)
+    if len(ctype) > 255 or len(etag) > 255 or len(headers) > 65535 or n > 65535:
+        raise RecordError("record field too long for the layout")
+    try:
+        head = _HEADER.pack(_MAGIC, FORMAT_VERSION, record.status, record.stored_at, n,
+                            len(ctype), len(etag), len(headers), len(record.body))
+        gens = struct.pack(f"!{n}q", *record.generations)
+    except struct.error as exc:
+        raise RecordError(str(exc)) from exc
+    return b"".join((head, gens, ctype, etag, headers, record.body))
+
+
+def decode(data: bytes) -> Record:
+    """Parse bytes written by ``encode``; raises ``RecordError`` on anything else."""
+    try:
+        magic, version, status, stored_at, n, lc, le, lh, lb = _HEADER.unpack_from(data)
+    except struct.error as exc:
+        raise RecordError("truncated record header") from exc
+    if magic != _MAGIC or version != FORMAT_VERSION:
+        raise RecordError(f"not a v{FORMAT_VERSION} record")
+    offset = _HEADER.size
+    if len(data) != offset + 8 * n + lc + le + lh + lb:
+        raise RecordError("record length does not match its header")
+    generations = struct.unpack_from(f"!{n}q", data, offset)
+    offset += 8 * n
+    try:
+        ctype = data[offset:offset + lc].decode()
+        offset += lc
+        etag = data[offset:offset + le].decode()
+        offset += le
+        raw_headers = data[offset:offset + lh].decode()
+    except UnicodeDecodeError as exc:
+        raise RecordError("record text is not UTF-8") from exc
+    offset += lh
+    headers: list[tuple[str, str]] = []
+    if raw_headers:
+        for line in raw_headers.split("\n"):
+            name, sep, value = line.partition("\0")
+            if not sep:
+                raise RecordError("malformed record header line")
+            headers.append((name, value))
+    return Record(status=status, stored_at=stored_at, generations=generations,
+                  content_type=ctype, etag=etag, headers=tuple(headers),
+                  body=bytes(data[offset:]))

@@ -1,0 +1,286 @@
+"""The Sanic wiring: request/response hooks around ``ResponseCache``, and ``install_cache``.
+
+The request hook resolves the route's rule (one dict lookup by route name, built at start-up),
+decides bypass, looks the key up and short-circuits with the stored response on a hit. Sanic
+runs response middleware after a short-circuit too, so a hit is marked on ``request.ctx`` and
+not stored again. The response hook stores misses and, for successful writes, clears the
+rule's tags before the response leaves (also after a 5xx, which may have committed).
+
+Fail open at one boundary: any ``CacheBackendError`` in these hooks is logged, told to the
+breaker, counted, and the request proceeds uncached. A Redis outage is never a 500.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Iterable
+from inspect import isawaitable
+from typing import Any
+
+from sanic import Request, Sanic
+from sanic.response import BaseHTTPResponse, HTTPResponse
+
+from middleware.backends.base import CacheBackend, CacheBackendError
+from middleware.cache import HIT, Lookup, ResponseCache
+from middleware.coherence import Coherence
+from middleware.keys import EPOCH_TAG, canonical_query, response_key
+from middleware.observer import CacheObserver
+from middleware.policy import (
+    WRITE_METHODS, bypass_reason, cache_control_for, client_wants_refresh, etag_matches,
+    is_storable, stored_headers,
+)
+from middleware.rules import CacheRule, InvalidationRule, normalise_route_path
+from middleware.settings import CacheSettings
+
+__all__ = ["CacheHooks", "install_cache"]
+
+log = logging.getLogger(__name__)
+
+Identify = Callable[[Request], Any]
+_SHARED_CTX_NAME = "response_cache_coherence"
+
+
+class _State:
+    """What the request hook decided, for the response hook."""
+
+    __slots__ = ("found", "head", "rule")
+
+    def __init__(self, rule: CacheRule, found: Lookup | None, head: bool) -> None:
+        self.rule = rule
+        self.found = found  # None: bypass (or the lookup failed)
+        self.head = head
+
+
+class _ReadRule:
+    """A CacheRule with what the hot path needs precomputed."""
+
+    __slots__ = ("cache_control", "query", "rule", "tags", "ttl")
+
+    def __init__(self, rule: CacheRule) -> None:
+        self.rule = rule
+        self.query = frozenset(rule.query)
+        self.tags = rule.compiled_tags
+        self.ttl = rule.ttl
+        self.cache_control = cache_control_for(rule.per_user)
+
+
+class CacheHooks:
+    """The two middleware functions and the route tables they consult."""
+
+    def __init__(self, cache: ResponseCache, rules: Iterable[CacheRule | InvalidationRule],
+                 identify: Identify | None = None) -> None:
+        self.cache = cache
+        self.identify = identify
+        self.rules = tuple(rules)
+        for rule in self.rules:
+            if not isinstance(rule, (CacheRule, InvalidationRule)):
+                raise TypeError(f"not a CacheRule or InvalidationRule: {rule!r}")
+        self.reads: dict[str, _ReadRule] = {}
+        self.writes: dict[tuple[str, str], InvalidationRule] = {}
+
+    def bind(self, routes: Iterable[Any]) -> None:
+        """Map route names to rules (once, at start-up); a rule matching no route raises."""
+        by_path: dict[str, list[Any]] = {}
+        for route in routes:
+            by_path.setdefault(normalise_route_path(route.path), []).append(route)
+        reads: dict[str, _ReadRule] = {}
+        writes: dict[tuple[str, str], InvalidationRule] = {}
+        for rule in self.rules:
+            methods = {"GET", "HEAD"} if isinstance(rule, CacheRule) else {rule.method}
+            method = "GET" if isinstance(rule, CacheRule) else rule.method
+            matched = [r for r in by_path.get(normalise_route_path(rule.path), [])
+                       if methods & set(r.methods)]
+            if not matched:
+                raise ValueError(f"cache rule {method} {rule.path} matches no route")
+            for route in matched:
+                if isinstance(rule, CacheRule):
+                    reads[route.name] = _ReadRule(rule)
+                else:
+                    writes[(route.name, method)] = rule
+        self.reads, self.writes = reads, writes
+
+    async def on_request(self, request: Request) -> HTTPResponse | None:
+        """Serve hits (and 304s) without running the handler."""
+        route = request.route
+        if route is None:
+            return None
+        method = request.method
+        if method != "GET" and method != "HEAD":
+            return None
+        read = self.reads.get(route.name)
+        if read is None:
+            return None
+        return await self._read(request, read, method == "HEAD")
+
+    async def _read(self, request: Request, read: _ReadRule,
+                    head: bool) -> HTTPResponse | None:
+        cache = self.cache
+        rule = read.rule
+        headers = request.headers
+        identity: str | None = None
+        if rule.per_user and self.identify is not None:
+            try:
+                result = self.identify(request)
+                if isawaitable(result):
+                    result = await result
+            except Exception:
+                # A malformed credential is the handler's to reject; the cache stays out.
+                log.warning("identify() failed on %s; bypassing the cache", rule.path,
+                            exc_info=True)
+                result = None
+            identity = None if result is None else str(result)
+        reason = bypass_reason(
+            has_credentials="authorization" in headers or "cookie" in headers,
+            per_user=rule.per_user, public=rule.public, identity=identity)
+        if reason is not None:
+            self._bypass(request, rule, head)
+            return None
+        try:
+            tags = read.tags.resolve(request)
+        except Exception:
+            log.exception("Tags of cache rule %s failed; bypassing the cache", rule.path)
+            self._bypass(request, rule, head)
+            return None
+        key = response_key(cache.settings.namespace, request.path,
+                           canonical_query(request.query_string, read.query), identity)
+        refresh = client_wants_refresh(headers.get("cache-control"), headers.get("pragma"),
+                                       cache.settings.honor_client_no_cache)
+        try:
+            found = await cache.lookup(rule.path, key, tags, refresh=refresh, lead=not head)
+        except CacheBackendError as exc:
+            cache.failed(exc, rule.path, "lookup")
+            request.ctx.cache_state = _State(rule, None, head)
+            return None
+        request.ctx.cache_state = _State(rule, found, head)
+        record = found.record
+        if record is None:
+            return None
+        out = dict(record.headers)
+        out["x-cache"] = "HIT"
+        out["age"] = str(cache.age(record))
+        out["etag"] = record.etag
+        out["cache-control"] = read.cache_control
+        if etag_matches(headers.get("if-none-match"), record.etag):
+            return HTTPResponse(status=304, headers=out)
+        return HTTPResponse(record.body, status=record.status, headers=out,
+                            content_type=record.content_type)
+
+    def _bypass(self, request: Request, rule: CacheRule, head: bool) -> None:
+        request.ctx.cache_state = _State(rule, None, head)
+        self.cache.count_bypass(rule.path)
+
+    async def on_response(self, request: Request, response: BaseHTTPResponse) -> None:
+        """Store misses; clear the tags of successful writes before the response leaves."""
+        state: _State | None = getattr(request.ctx, "cache_state", None)
+        if state is None:
+            # A 4xx write changed nothing; a 5xx may have failed after its commit, so it
+            # clears like a success (an extra miss costs less than a stale read).
+            if request.method in WRITE_METHODS and not 400 <= response.status < 500:
+                await self._invalidate(request)
+            return
+        found = state.found
+        if found is None:
+            response.headers["x-cache"] = "BYPASS"
+            return
+        if found.outcome == HIT:
+            return
+        if not isinstance(response, HTTPResponse):  # a stream: nothing to store
+            self.cache.release(found, None)
+            response.headers["x-cache"] = "MISS"
+            return
+        record = None
+        try:
+            record = await self._store(request, response, state, found)
+        except CacheBackendError as exc:
+            self.cache.failed(exc, state.rule.path, "store")
+        finally:
+            self.cache.release(found, record)
+        headers = response.headers
+        headers["x-cache"] = "MISS"
+        if "cache-control" not in headers:
+            headers["cache-control"] = cache_control_for(state.rule.per_user)
+        if record is not None:
+            response.headers["etag"] = record.etag
+            if etag_matches(request.headers.get("if-none-match"), record.etag):
+                response.status = 304
+                response.body = b""
+                response.headers.pop("content-length", None)
+                response.headers.pop("content-type", None)
+
+    async def _store(self, request: Request, response: HTTPResponse, state: _State,
+                     found: Lookup) -> Any:
+        body = response.body
+        cache = self.cache
+        if state.head or not isinstance(body, bytes) or not is_storable(
+                response.status, response.headers, len(body), cache.settings.max_body_bytes):
+            return None
+        record = cache.make_record(
+            found, status=response.status,
+            content_type=response.content_type or "application/octet-stream",
+            headers=stored_headers(response.headers.items()), body=body)
+        # The record goes to the waiters even if the SET fails: it is what this request saw.
+        try:
+            await cache.store(found, record, state.rule.ttl, state.rule.path)
+        except CacheBackendError:
+            cache.release(found, record)
+            raise
+        return record
+
+    async def _invalidate(self, request: Request) -> None:
+        route = request.route
+        if route is None:
+            return
+        rule = self.writes.get((route.name, request.method))
+        if rule is None:
+            return
+        try:
+            tags = rule.compiled_tags.resolve(request, expand=False)
+        except Exception:
+            # A broken rule must not leave stale data behind: clear everything instead.
+            log.exception("Invalidation rule %s %s failed; bumping the global epoch",
+                          rule.method, rule.path)
+            tags = (EPOCH_TAG,)
+        try:
+            await self.cache.invalidate(tags, route=rule.path)
+        except CacheBackendError as exc:
+            self.cache.failed(exc, rule.path, "invalidate")
+
+
+def install_cache(app: Sanic[Any, Any],
+                  rules: Iterable[CacheRule | InvalidationRule] = (),
+                  settings: CacheSettings | None = None, backend: CacheBackend | None = None,
+                  identify: Identify | None = None,
+                  observer: CacheObserver | None = None) -> ResponseCache:
+    """Install the response cache on ``app`` in one call; returns it (also ``app.ctx.cache``).
+
+    ``backend``: ``None`` selects Redis from ``settings.redis_url`` (with memory fallback)
+    or memory alone; pass a ``MemoryBackend`` or a ``RedisBackend`` to choose explicitly.
+    ``identify(request) -> str | None`` gives the user id for per-user rules.
+    """
+    settings = settings or CacheSettings.from_env()
+    cache = ResponseCache(settings, backend, observer=observer)
+    hooks = CacheHooks(cache, rules, identify)
+    app.ctx.cache = cache
+    app.ctx.cache_hooks = hooks
+
+    async def create_shared_state(app: Sanic[Any, Any]) -> None:
+        setattr(app.shared_ctx, _SHARED_CTX_NAME, Coherence.create_shared())
+
+    async def open_cache(app: Sanic[Any, Any]) -> None:
+        parts = getattr(app.shared_ctx, _SHARED_CTX_NAME, None)
+        if parts is not None:
+            cache.coherence = Coherence.attach(parts, max_pending=settings.max_pending_tags)
+        hooks.bind(app.router.routes)
+        await cache.open()
+
+    async def close_cache(app: Sanic[Any, Any]) -> None:
+        await cache.close()
+
+    app.register_listener(create_shared_state, "main_process_start")
+    # Last among the start-up listeners: sanic-ext adds its automatic HEAD routes (named
+    # ``<route>_head``) in ``before_server_start`` too, and they must get the GET rule.
+    app.register_listener(open_cache, "before_server_start", priority=-100_000)
+    app.register_listener(close_cache, "after_server_stop")
+    app.register_middleware(hooks.on_request, "request")
+    app.register_middleware(hooks.on_response, "response")
+    return cache

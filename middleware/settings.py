@@ -1,0 +1,178 @@
+"""The cache's own settings: one frozen dataclass, built once from the environment.
+
+Every variable the cache reads (all optional):
+
+==============================  =========================================================
+``REDIS_URL``                   ``redis://``, ``rediss://`` (TLS) or ``unix://``; selects
+                                Redis with the in-process cache as fallback. Unset: memory.
+``REDIS_PRIVATE_URL``           Used when ``REDIS_URL`` is unset (Railway's private URL).
+``REDIS_POOL_SIZE``             Connections in the pool (default 10).
+``REDIS_POOL_TIMEOUT``          Seconds a request waits for a free connection (default 1.0).
+``REDIS_CONNECT_TIMEOUT``       TCP connect timeout in seconds (default 2).
+``REDIS_SOCKET_TIMEOUT``        Read/write timeout per command in seconds (default 2).
+``REDIS_HEALTH_CHECK_INTERVAL`` Idle seconds after which a connection is PINGed (default 30).
+``REDIS_TLS_CA_CERTS``          CA bundle for ``rediss://`` (default: system store).
+``REDIS_TLS_INSECURE``          ``true`` disables certificate and hostname checks (default
+                                false: verification is on for ``rediss://``).
+``CACHE_NAMESPACE``             Prefix of every cache key (default ``rc``).
+``CACHE_MEMORY_MAX_ENTRIES``    In-process cache size bound in entries (default 10000).
+``CACHE_MEMORY_MAX_BYTES``      In-process cache size bound in bytes (default 64 MiB).
+``CACHE_MAX_BODY_BYTES``        Larger response bodies are never stored (default 1 MiB).
+``CACHE_BREAKER_FAILURES``      Consecutive Redis failures that open the breaker (default 5).
+``CACHE_BREAKER_RESET_SECONDS`` Seconds the breaker stays open before one probe (default 5).
+``CACHE_HONOR_CLIENT_NO_CACHE`` ``true``: a request's ``Cache-Control: no-cache`` refreshes
+                                the entry (default false: served from the cache).
+``CACHE_STAMPEDE_TIMEOUT``      Seconds a coalesced miss waits for the leader (default 10).
+``CACHE_MAX_PENDING_TAGS``      Invalidations remembered while Redis is unreachable before
+                                they collapse into one global epoch bump (default 1024).
+==============================  =========================================================
+"""
+
+from __future__ import annotations
+
+import math
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass
+from urllib.parse import urlsplit, urlunsplit
+
+__all__ = ["CacheSettings", "CacheSettingsError", "redact_url"]
+
+
+class CacheSettingsError(ValueError):
+    """A cache environment variable holds a value the cache cannot use."""
+
+
+def redact_url(url: str | None) -> str | None:
+    """Return ``url`` with any password replaced by ``***`` (safe to log or show)."""
+    if not url:
+        return url
+    parts = urlsplit(url)
+    if parts.password is None:
+        return url
+    user = parts.username or ""
+    host = parts.hostname or ""
+    if ":" in host:
+        host = f"[{host}]"
+    netloc = f"{user}:***@{host}" + (f":{parts.port}" if parts.port else "")
+    return urlunsplit((parts.scheme, netloc, parts.path, parts.query, parts.fragment))
+
+
+def _int(env: Mapping[str, str], name: str, default: int, minimum: int) -> int:
+    raw = env.get(name, "").strip()
+    if not raw:
+        return default
+    try:
+        value = int(raw)
+    except ValueError:
+        raise CacheSettingsError(f"{name} must be an integer, got {raw!r}") from None
+    if value < minimum:
+        raise CacheSettingsError(f"{name} must be >= {minimum}, got {value}")
+    return value
+
+
+def _float(env: Mapping[str, str], name: str, default: float, minimum: float) -> float:
+    raw = env.get(name, "").strip()
+    if not raw:
+        return default
+    try:
+        value = float(raw)
+    except ValueError:
+        raise CacheSettingsError(f"{name} must be a number, got {raw!r}") from None
+    if not math.isfinite(value) or value < minimum:
+        raise CacheSettingsError(f"{name} must be a finite number >= {minimum}, got {raw!r}")
+    return value
+
+
+def _bool(env: Mapping[str, str], name: str, default: bool) -> bool:
+    raw = env.get(name, "").strip().lower()
+    if not raw:
+        return default
+    if raw in {"1", "true", "yes", "on"}:
+        return True
+    if raw in {"0", "false", "no", "off"}:
+        return False
+    raise CacheSettingsError(f"{name} must be a boolean (true/false), got {raw!r}")
+
+
+@dataclass(frozen=True)
+class CacheSettings:
+    """Everything the response cache reads from its environment (see the module docstring)."""
+
+    redis_url: str | None = None
+    """``REDIS_URL`` (else ``REDIS_PRIVATE_URL``); ``None`` means the in-process cache only."""
+    pool_size: int = 10
+    """``REDIS_POOL_SIZE``: most connections the pool opens."""
+    pool_timeout: float = 1.0
+    """``REDIS_POOL_TIMEOUT``: seconds to wait for a free pooled connection."""
+    connect_timeout: float = 2.0
+    """``REDIS_CONNECT_TIMEOUT``: seconds to open a TCP (and TLS) connection."""
+    socket_timeout: float = 2.0
+    """``REDIS_SOCKET_TIMEOUT``: seconds a command may wait on the socket."""
+    health_check_interval: float = 30.0
+    """``REDIS_HEALTH_CHECK_INTERVAL``: idle seconds after which a connection is checked."""
+    tls_ca_certs: str | None = None
+    """``REDIS_TLS_CA_CERTS``: CA bundle path for ``rediss://``; ``None`` uses the system store."""
+    tls_insecure: bool = False
+    """``REDIS_TLS_INSECURE``: skip certificate and hostname verification (never in production)."""
+    namespace: str = "rc"
+    """``CACHE_NAMESPACE``: prefix of every key, so several apps can share one Redis."""
+    memory_max_entries: int = 10_000
+    """``CACHE_MEMORY_MAX_ENTRIES``: the in-process LRU keeps at most this many entries."""
+    memory_max_bytes: int = 64 * 1024 * 1024
+    """``CACHE_MEMORY_MAX_BYTES``: ... and at most this many bytes of records."""
+    max_body_bytes: int = 1024 * 1024
+    """``CACHE_MAX_BODY_BYTES``: responses with larger bodies are never stored."""
+    breaker_failures: int = 5
+    """``CACHE_BREAKER_FAILURES``: consecutive connection errors/timeouts that open the breaker."""
+    breaker_reset_seconds: float = 5.0
+    """``CACHE_BREAKER_RESET_SECONDS``: how long the breaker stays open before one probe."""
+    honor_client_no_cache: bool = False
+    """``CACHE_HONOR_CLIENT_NO_CACHE``: let ``Cache-Control: no-cache`` requests refresh entries."""
+    stampede_timeout: float = 10.0
+    """``CACHE_STAMPEDE_TIMEOUT``: seconds a coalesced miss waits for the leading request."""
+    max_pending_tags: int = 1024
+    """``CACHE_MAX_PENDING_TAGS``: bound on remembered lost invalidations (then: epoch bump)."""
+
+    def __post_init__(self) -> None:
+        if self.redis_url and not self.redis_url.startswith(("redis://", "rediss://", "unix://")):
+            raise CacheSettingsError("REDIS_URL must start with redis://, rediss:// or unix://")
+        if not self.namespace or any(c in self.namespace for c in " :\r\n\t"):
+            raise CacheSettingsError(
+                f"CACHE_NAMESPACE must be non-empty without spaces or ':', got {self.namespace!r}")
+        if self.tls_ca_certs and not os.path.isfile(self.tls_ca_certs):
+            raise CacheSettingsError(f"REDIS_TLS_CA_CERTS is not a file: {self.tls_ca_certs!r}")
+
+    @property
+    def redis_url_redacted(self) -> str | None:
+        """The Redis URL with its password replaced by ``***``."""
+        return redact_url(self.redis_url)
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str] | None = None) -> CacheSettings:
+        """Build the settings from ``env`` (default ``os.environ``); bad values raise."""
+        env = os.environ if env is None else env
+        url = (env.get("REDIS_URL") or env.get("REDIS_PRIVATE_URL") or "").strip() or None
+        d = cls
+        return cls(
+            redis_url=url,
+            pool_size=_int(env, "REDIS_POOL_SIZE", d.pool_size, 1),
+            pool_timeout=_float(env, "REDIS_POOL_TIMEOUT", d.pool_timeout, 0.0),
+            connect_timeout=_float(env, "REDIS_CONNECT_TIMEOUT", d.connect_timeout, 0.001),
+            socket_timeout=_float(env, "REDIS_SOCKET_TIMEOUT", d.socket_timeout, 0.001),
+            health_check_interval=_float(env, "REDIS_HEALTH_CHECK_INTERVAL",
+                                         d.health_check_interval, 0.0),
+            tls_ca_certs=env.get("REDIS_TLS_CA_CERTS", "").strip() or None,
+            tls_insecure=_bool(env, "REDIS_TLS_INSECURE", d.tls_insecure),
+            namespace=env.get("CACHE_NAMESPACE", "").strip() or d.namespace,
+            memory_max_entries=_int(env, "CACHE_MEMORY_MAX_ENTRIES", d.memory_max_entries, 1),
+            memory_max_bytes=_int(env, "CACHE_MEMORY_MAX_BYTES", d.memory_max_bytes, 1024),
+            max_body_bytes=_int(env, "CACHE_MAX_BODY_BYTES", d.max_body_bytes, 0),
+            breaker_failures=_int(env, "CACHE_BREAKER_FAILURES", d.breaker_failures, 1),
+            breaker_reset_seconds=_float(env, "CACHE_BREAKER_RESET_SECONDS",
+                                         d.breaker_reset_seconds, 0.0),
+            honor_client_no_cache=_bool(env, "CACHE_HONOR_CLIENT_NO_CACHE",
+                                        d.honor_client_no_cache),
+            stampede_timeout=_float(env, "CACHE_STAMPEDE_TIMEOUT", d.stampede_timeout, 0.001),
+            max_pending_tags=_int(env, "CACHE_MAX_PENDING_TAGS", d.max_pending_tags, 1),
+        )

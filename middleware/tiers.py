@@ -1,0 +1,142 @@
+"""Which backend serves now: Redis behind the circuit breaker, else the in-process memory.
+
+``select()`` is called before every backend operation. While the breaker is open it answers
+the memory backend without touching Redis. The breaker's single HALF_OPEN probe PINGs Redis and
+replays the invalidations this host lost (``coherence``) before anything is read from Redis
+again; a process that finds another worker's lost write outstanding does the same (an epoch
+bump) before its next Redis read. Errors propagate to the caller's fail-open boundary.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable
+
+from middleware.backends.base import CacheBackend, CacheBackendError
+from middleware.backends.memory import MemoryBackend
+from middleware.backends.redis import RedisBackend
+from middleware.breaker import CLOSED, CircuitBreaker
+from middleware.coherence import Coherence
+from middleware.keys import EPOCH_TAG, generation_key
+from middleware.observer import CacheObserver
+from middleware.settings import CacheSettings, redact_url
+
+__all__ = ["Tiers"]
+
+log = logging.getLogger(__name__)
+
+Report = Callable[[str, float], None]
+
+
+class Tiers:
+    """The configured backends, the breaker in front of Redis and the host's coherence state.
+
+    ``backend``: a shared backend (``RedisBackend``) is used with a ``MemoryBackend`` fallback;
+    a ``MemoryBackend`` is used alone; ``None`` builds Redis from ``settings.redis_url`` in
+    ``open()`` (memory alone when it is unset).
+    """
+
+    def __init__(self, settings: CacheSettings, backend: CacheBackend | None, *,
+                 observer: CacheObserver, report: Report,
+                 coherence: Coherence | None = None,
+                 monotonic: Callable[[], float] = time.monotonic) -> None:
+        self.settings = settings
+        self._observer = observer
+        self._report = report
+        self._memory_only = backend is not None and not backend.shared
+        self._owns_remote = False
+        self.memory: CacheBackend
+        self.remote: CacheBackend | None
+        if backend is not None and not backend.shared:
+            self.memory, self.remote = backend, None
+        else:
+            self.memory = MemoryBackend(settings.memory_max_entries, settings.memory_max_bytes,
+                                        clock=monotonic)
+            self.remote = backend
+        self.breaker = CircuitBreaker(settings.breaker_failures, settings.breaker_reset_seconds,
+                                      clock=monotonic, on_transition=self._on_transition)
+        self.coherence = coherence or Coherence.local(max_pending=settings.max_pending_tags)
+
+    async def open(self) -> None:
+        """Create the Redis backend from the settings when none was given."""
+        if self.remote is None and self.settings.redis_url and not self._memory_only:
+            self.remote = RedisBackend.from_url(self.settings.redis_url, self.settings)
+            self._owns_remote = True
+            log.info("Response cache: Redis at %s (memory fallback)", self.redis_url_redacted)
+        elif self.remote is None:
+            log.info("Response cache: in-process memory backend")
+
+    async def close(self) -> None:
+        """Close what ``open`` created."""
+        if self.remote is not None and self._owns_remote:
+            try:
+                await self.remote.close()
+            except CacheBackendError:
+                log.warning("Closing the Redis pool failed", exc_info=True)
+            self.remote = None
+            self._owns_remote = False
+
+    @property
+    def redis_available(self) -> bool:
+        """Redis is configured and the breaker is closed."""
+        return self.remote is not None and self.breaker.state == CLOSED
+
+    @property
+    def backend_name(self) -> str:
+        """What serves right now: ``"redis"`` (breaker closed) or ``"memory"``."""
+        if self.remote is not None and self.breaker.state == CLOSED:
+            return self.remote.name
+        return self.memory.name
+
+    @property
+    def configured_backend(self) -> str:
+        """What was configured: ``"redis"`` (with memory fallback) or ``"memory"``."""
+        if self.remote is not None:
+            return self.remote.name
+        return "redis" if self.settings.redis_url and not self._memory_only else "memory"
+
+    @property
+    def redis_url_redacted(self) -> str | None:
+        """The configured Redis URL with any password replaced by ``***``."""
+        url = getattr(self.remote, "url_redacted", None)
+        return url if url is not None else redact_url(self.settings.redis_url)
+
+    async def select(self) -> CacheBackend:
+        """The backend to use now (see the module docstring)."""
+        remote = self.remote
+        if remote is None:
+            return self.memory
+        breaker = self.breaker
+        if not breaker.allow():
+            return self.memory
+        if breaker.probing:
+            start = time.perf_counter()
+            await remote.ping()
+            self._report("PING", start)
+            await self._reconcile(remote)
+            breaker.record_success()
+        elif self.coherence.needs_reconcile:
+            await self._reconcile(remote)
+        return remote
+
+    async def _reconcile(self, remote: CacheBackend) -> None:
+        plan = self.coherence.plan()
+        if plan is None:
+            return
+        tags, up_to = plan
+        start = time.perf_counter()
+        await remote.incr_many([generation_key(self.settings.namespace, t) for t in tags])
+        self._report("INCR", start)
+        self.coherence.reconciled(up_to)
+        if tags == (EPOCH_TAG,):
+            log.warning("Invalidations were lost while Redis was unreachable: bumped the "
+                        "global epoch (every Redis entry is now stale)")
+        else:
+            log.warning("Replayed %d lost invalidation tag(s) to Redis", len(tags))
+
+    def _on_transition(self, old: str, new: str) -> None:
+        if new == CLOSED and isinstance(self.memory, MemoryBackend):
+            # Entries the fallback stored during the outage missed other hosts' writes.
+            self.memory.clear()
+        self._observer.on_breaker_transition(old, new)

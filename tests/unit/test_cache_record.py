@@ -1,0 +1,66 @@
+"""The binary record: round trip, and anything else is a RecordError (never unpickled)."""
+
+from __future__ import annotations
+
+import pickle
+import struct
+
+import pytest
+
+from middleware.record import Record, RecordError, decode, encode
+
+
+def make(**overrides: object) -> Record:
+    values: dict[str, object] = dict(
+        status=200, stored_at=1_700_000_000.25, generations=(3, 0, 7),
+        content_type="application/json", etag='"abc"',
+        headers=(("x-total-count", "5"), ("link", "<x>; rel=next")), body=b'{"a":1}')
+    values.update(overrides)
+    return Record(**values)  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize("record", [
+    make(),
+    make(generations=(), headers=(), body=b""),
+    make(body=bytes(range(256)) * 100),
+    make(content_type="text/plain; charset=utf-8", headers=(("content-language", "fr"),)),
+    make(generations=(2**62, 1)),
+])
+def test_round_trip(record: Record) -> None:
+    data = encode(record)
+    assert decode(data) == record
+
+
+def test_record_is_compact() -> None:
+    record = make()
+    overhead = len(encode(record)) - len(record.body)
+    assert overhead < 120
+
+
+@pytest.mark.parametrize("data", [
+    b"",
+    b"RC",
+    b"garbage that is long enough to hold a header but is not one",
+    pickle.dumps({"status": 200}),
+    encode(make())[:-1],
+    encode(make()) + b"x",
+    b"RC\x02" + encode(make())[3:],
+    b"RX" + encode(make())[2:],
+])
+def test_bad_bytes_raise_record_error(data: bytes) -> None:
+    with pytest.raises(RecordError):
+        decode(data)
+
+
+def test_non_utf8_text_raises_record_error() -> None:
+    data = bytearray(encode(make(content_type="ab")))
+    header_size = struct.calcsize("!2sBHdHBBHI")
+    offset = header_size + 8 * 3
+    data[offset:offset + 2] = b"\xff\xfe"
+    with pytest.raises(RecordError):
+        decode(bytes(data))
+
+
+def test_unencodable_record_raises() -> None:
+    with pytest.raises(RecordError):
+        encode(make(content_type="x" * 300))
