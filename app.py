@@ -14,9 +14,14 @@ from sanic import Sanic
 from sanic.worker.loader import AppLoader
 
 from handlers import blueprints
+from handlers.docs import describe_security
 from handlers.errors import install_error_handler
+from cache_rules import install_service_cache
+from handlers.metrics import CacheMetricsObserver, install_metrics
 from handlers.responses import dumps
 from models.db import describe_database, register_database
+from models.seed import register_demo_seed
+from observability.logging import configure_logging
 from settings import Settings
 
 log = logging.getLogger("app")
@@ -26,6 +31,9 @@ APP_NAME = "sanic_cached_api"
 
 def create_app(settings: Settings | None = None, *, cache_backend: object | None = None) -> Sanic:
     """Build the service: blueprints, database, error handling and the response cache."""
+    if not isinstance(settings, Settings):
+        # `sanic app:create_app --factory` calls the factory with its argparse Namespace.
+        settings = None
     if settings is None:
         settings = Settings.from_env()
         if settings.secret_key_generated:
@@ -34,7 +42,9 @@ def create_app(settings: Settings | None = None, *, cache_backend: object | None
             # tokens with the same one.
             os.environ["SECRET_KEY"] = settings.secret_key
     settings.ensure_data_dir()
-    app = Sanic(APP_NAME, dumps=dumps)
+    configure_logging(settings.log_level)
+    # Sanic's default log config adds a handler per sanic.* logger (lines came out twice).
+    app = Sanic(APP_NAME, dumps=dumps, configure_logging=False)
     app.config.update(
         REQUEST_MAX_SIZE=settings.request_max_size,
         FALLBACK_ERROR_FORMAT="json",
@@ -53,10 +63,16 @@ def create_app(settings: Settings | None = None, *, cache_backend: object | None
             " Writes need `Authorization: Bearer <token>` from /api/auth/register or /login."
         ),
     )
+    describe_security(app)
     install_error_handler(app)
     register_database(app, settings.database_url)
+    if settings.seed_demo:
+        register_demo_seed(app, settings.database_url)
     for bp in blueprints():
         app.blueprint(bp)
+    metrics = install_metrics(app)
+    install_service_cache(app, settings, backend=cache_backend,
+                          observer=CacheMetricsObserver(metrics))
 
     if settings.secret_key_generated:
         log.warning("SECRET_KEY is not set: using a random development key; tokens will not "
@@ -66,9 +82,8 @@ def create_app(settings: Settings | None = None, *, cache_backend: object | None
 
 
 def main() -> None:
-    logging.basicConfig(level=logging.INFO,
-                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     settings = Settings.from_env()
+    configure_logging(settings.log_level)
     loader = AppLoader(factory=partial(create_app, settings))
     app = loader.load()
     app.prepare(host=settings.host, port=settings.port, workers=settings.workers,

@@ -47,6 +47,14 @@ def _bool(env: Mapping[str, str], name: str, default: bool) -> bool:
     raise SettingsError(f"{name} must be a boolean (true/false), got {raw!r}")
 
 
+def _log_level(env: Mapping[str, str], default: str) -> str:
+    raw = env.get("LOG_LEVEL", "").strip().upper() or default
+    if raw not in {"DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"}:
+        raise SettingsError(
+            f"LOG_LEVEL must be DEBUG, INFO, WARNING, ERROR or CRITICAL, got {raw!r}")
+    return raw
+
+
 def normalise_database_url(url: str) -> str:
     """Accept the URL spellings that hosting platforms hand out.
 
@@ -91,6 +99,8 @@ class Settings:
     """Load demo data at start-up when the database is empty (``SEED_DEMO``)."""
     debug: bool = False
     """Sanic debug mode (``DEBUG``); never on in production."""
+    log_level: str = "INFO"
+    """``LOG_LEVEL``: DEBUG, INFO, WARNING, ERROR or CRITICAL."""
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
@@ -119,6 +129,7 @@ class Settings:
             cache_enabled=_bool(env, "CACHE_ENABLED", cls.cache_enabled),
             seed_demo=_bool(env, "SEED_DEMO", cls.seed_demo),
             debug=_bool(env, "DEBUG", cls.debug),
+            log_level=_log_level(env, cls.log_level),
         )
 
     @property

@@ -1,0 +1,117 @@
+"""``GET /metrics`` and what feeds it: request timing, the cache observer, database timing.
+
+``install_metrics(app)`` is the one call ``app.py`` makes: it puts a ``Metrics`` on
+``app.ctx.metrics``, adds the request middleware, the ``/metrics`` route and the listeners that
+prepare prometheus-client's multiprocess directory (main process) and time the ORM's statements
+(each worker).  ``CacheMetricsObserver`` is handed to ``install_cache(observer=...)``.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+
+from sanic import Blueprint, Request, Sanic
+from sanic.response import HTTPResponse
+from tortoise import connections
+
+from middleware.observer import CacheObserver
+from observability.db_timing import instrument_client
+from observability.metrics import (
+    BREAKER_STATES,
+    CONTENT_TYPE,
+    Metrics,
+    mark_worker_dead,
+    prepare_multiprocess_dir,
+    remove_multiprocess_dir,
+)
+
+bp = Blueprint("metrics")
+
+UNMATCHED_ROUTE = "<unmatched>"
+_METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"})
+
+
+@bp.get("/metrics")
+async def metrics(request: Request) -> HTTPResponse:
+    """Prometheus text exposition of every worker's metrics."""
+    body = request.app.ctx.metrics.render()
+    return HTTPResponse(body, content_type=CONTENT_TYPE)
+
+
+class CacheMetricsObserver(CacheObserver):
+    """Turns the cache's callbacks into Prometheus samples (cheap: counter increments)."""
+
+    def __init__(self, metrics: Metrics) -> None:
+        self.metrics = metrics
+
+    def on_lookup(self, route: str, outcome: str) -> None:
+        self.metrics.cache_lookups.labels(route, outcome).inc()
+
+    def on_store(self, route: str) -> None:
+        self.metrics.cache_stores.labels(route).inc()
+
+    def on_invalidate(self, tag: str) -> None:
+        self.metrics.cache_invalidations.labels(self.metrics.tag_label(tag)).inc()
+
+    def on_error(self, route: str, operation: str) -> None:
+        self.metrics.cache_errors.labels(route, operation).inc()
+
+    def on_breaker_transition(self, old: str, new: str) -> None:
+        self.metrics.breaker_transitions.labels(old, new).inc()
+        self.metrics.breaker_state.set(BREAKER_STATES.get(new, -1))
+
+    def on_backend_command(self, command: str, seconds: float) -> None:
+        self.metrics.backend_latency.labels(command).observe(seconds)
+
+
+async def _start_timer(request: Request) -> None:
+    request.ctx.metrics_started = time.perf_counter()
+
+
+async def _observe_response(request: Request, response: HTTPResponse) -> None:
+    started = getattr(request.ctx, "metrics_started", None)
+    metrics: Metrics = request.app.ctx.metrics
+    route = request.uri_template or UNMATCHED_ROUTE
+    method = request.method if request.method in _METHODS else "OTHER"
+    status = str(response.status)
+    metrics.requests.labels(method, route, status).inc()
+    if started is not None:
+        metrics.request_latency.labels(method, route, status).observe(
+            time.perf_counter() - started)
+    metrics.worker_requests.inc()
+
+
+def install_metrics(app: Sanic, metrics: Metrics | None = None) -> Metrics:
+    """Wire metrics into ``app``; returns the ``Metrics`` (also on ``app.ctx.metrics``)."""
+    metrics = metrics or Metrics()
+    app.ctx.metrics = metrics
+    # First in, last out: the timer starts before the cache's lookup (a hit short-circuits the
+    # rest of the request middleware) and stops after every other response middleware.
+    app.on_request(_start_timer, priority=1_000_000)
+    app.on_response(_observe_response, priority=-1_000_000)
+    app.blueprint(bp)
+
+    async def start_multiprocess(app: Sanic) -> None:
+        app.ctx.metrics_dir_created = prepare_multiprocess_dir()
+
+    async def stop_multiprocess(app: Sanic) -> None:
+        created = getattr(app.ctx, "metrics_dir_created", None)
+        if created:
+            remove_multiprocess_dir(created)
+
+    async def start_worker(app: Sanic) -> None:
+        metrics.breaker_state.set(BREAKER_STATES["closed"])
+        instrument_client(connections.get("default"),
+                          lambda operation, seconds:
+                          metrics.db_latency.labels(operation).observe(seconds))
+
+    async def worker_stopped(app: Sanic) -> None:
+        mark_worker_dead(os.getpid())
+
+    app.register_listener(start_multiprocess, "main_process_start")
+    app.register_listener(stop_multiprocess, "main_process_stop")
+    # After the database listener (priority 1000) opened the connection.
+    app.register_listener(start_worker, "before_server_start")
+    app.register_listener(worker_stopped, "after_server_stop")
+    return metrics

@@ -1,0 +1,239 @@
+"""The connection checker (``test_redis_connection.py``) against throwaway Redis servers.
+
+Each failure class gets the server that produces it: a ``--requirepass`` server, a closed port,
+a port that accepts but never answers, and a TLS server whose certificate comes from a CA made
+here with the ``openssl`` CLI (verified with the right CA, with an unrelated one, and not at all).
+"""
+
+from __future__ import annotations
+
+import io
+import os
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from pytest_redis import factories as redis_factories
+from pytest_redis.executor import RedisExecutor
+
+import test_redis_connection as checker
+from tests.server import free_port
+
+ROOT = Path(__file__).resolve().parents[2]
+PASSWORD = "checker-pw-8f3a1c"
+
+redis_with_password = redis_factories.redis_proc(port=None, timeout=10, password=PASSWORD)
+
+pytestmark = pytest.mark.redis
+
+
+def run(*argv: str) -> tuple[int, str, str]:
+    out, err = io.StringIO(), io.StringIO()
+    code = checker.main(list(argv), out=out, err=err)
+    return code, out.getvalue(), err.getvalue()
+
+
+@pytest.fixture(autouse=True)
+def clean_env(monkeypatch: pytest.MonkeyPatch) -> None:
+    for name in ("REDIS_URL", "REDIS_PRIVATE_URL", "REDIS_TLS_CA_CERTS", "REDIS_TLS_INSECURE",
+                 "REDIS_POOL_SIZE"):
+        monkeypatch.delenv(name, raising=False)
+    # Generous limits: the machine is shared and busy; the timeout tests set their own.
+    for name in ("REDIS_CONNECT_TIMEOUT", "REDIS_SOCKET_TIMEOUT", "REDIS_POOL_TIMEOUT"):
+        monkeypatch.setenv(name, "15")
+
+
+# -- plain TCP --------------------------------------------------------------------------------
+
+def test_success_reports_every_check(redis_server: RedisExecutor) -> None:
+    code, out, err = run("--url", f"redis://{redis_server.host}:{redis_server.port}/0",
+                         "--pool-size", "3", "--concurrency", "12")
+    assert (code, err) == (0, "")
+    lines = {line.split(None, 1)[0]: line for line in out.splitlines()}
+    assert "TLS        off (redis://)" in lines["TLS"]
+    assert lines["PING"].startswith("PING       ") and " ms (median of 5" in lines["PING"]
+    assert "SET/GET/DEL ok" in lines["round"]
+    # 12 concurrent commands through a pool of 3 open exactly 3 connections and all succeed.
+    assert "12 concurrent PINGs through a pool of 3: all ok" in lines["pool"]
+    assert "3 connection(s) opened" in lines["pool"]
+    assert lines["server"].startswith("server     Redis ")
+    assert out.splitlines()[-1] == "OK"
+
+
+def test_password_in_url_works_and_is_never_printed(redis_with_password: RedisExecutor) -> None:
+    url = f"redis://:{PASSWORD}@{redis_with_password.host}:{redis_with_password.port}/0"
+    code, out, err = run("--url", url)
+    assert code == 0, err
+    assert PASSWORD not in out + err
+    assert f"redis://:***@{redis_with_password.host}" in out
+
+
+def test_wrong_password_is_an_auth_failure(redis_with_password: RedisExecutor) -> None:
+    url = f"redis://:not-{PASSWORD}@{redis_with_password.host}:{redis_with_password.port}/0"
+    code, out, err = run("--url", url)
+    assert code == checker.EXIT_AUTH
+    assert err.startswith("FAIL (auth): Redis rejected the credentials")
+    assert err.count("\n") == 1
+    assert PASSWORD not in out + err
+
+
+def test_missing_password_says_the_url_has_none(redis_with_password: RedisExecutor) -> None:
+    code, _, err = run("--url", f"redis://{redis_with_password.host}:{redis_with_password.port}")
+    assert code == checker.EXIT_AUTH
+    assert "requires a password and the URL has none" in err
+
+
+def test_closed_port_is_refused() -> None:
+    code, _, err = run("--url", f"redis://127.0.0.1:{free_port()}/0")
+    assert code == checker.EXIT_REFUSED
+    assert err.startswith("FAIL (refused): nothing accepts connections at redis://127.0.0.1:")
+
+
+def test_silent_server_is_a_timeout(monkeypatch: pytest.MonkeyPatch) -> None:
+    # The kernel completes the TCP handshake for a listening socket nobody reads from.
+    monkeypatch.setenv("REDIS_SOCKET_TIMEOUT", "0.3")
+    monkeypatch.setenv("REDIS_CONNECT_TIMEOUT", "0.3")
+    with socket.socket() as silent:
+        silent.bind(("127.0.0.1", 0))
+        silent.listen(8)
+        code, _, err = run("--url", f"redis://127.0.0.1:{silent.getsockname()[1]}/0")
+    assert code == checker.EXIT_TIMEOUT
+    assert err.startswith("FAIL (timeout): no answer in time")
+
+
+@pytest.mark.parametrize(("url", "reason"), [
+    ("http://example.com:6379", "must start with redis://, rediss:// or unix://"),
+    ("redis://:hunter2hunter2@example.com:99999/0", "Port out of range"),
+    ("redis:///0", "no host"),
+    ("redis://example.com:6379/cache", "database must be a number"),
+])
+def test_bad_url(url: str, reason: str) -> None:
+    code, out, err = run("--url", url)
+    assert code == checker.EXIT_CONFIG
+    assert reason in err
+    assert "hunter2hunter2" not in out + err
+
+
+def test_no_url_at_all() -> None:
+    code, _, err = run()
+    assert code == checker.EXIT_CONFIG
+    assert "set REDIS_URL or pass --url" in err
+
+
+def test_command_line_reads_redis_url_and_sets_the_exit_status(
+        redis_server: RedisExecutor) -> None:
+    env = {**os.environ, "REDIS_URL": f"redis://{redis_server.host}:{redis_server.port}/0"}
+    env.pop("REDIS_PRIVATE_URL", None)
+    ok = subprocess.run([sys.executable, "test_redis_connection.py"], cwd=ROOT, env=env,
+                        capture_output=True, text=True, timeout=60)
+    assert ok.returncode == 0, ok.stderr
+    assert ok.stdout.splitlines()[-1] == "OK"
+    refused = subprocess.run([sys.executable, "test_redis_connection.py", "--url",
+                              f"redis://127.0.0.1:{free_port()}"], cwd=ROOT, env=env,
+                             capture_output=True, text=True, timeout=60)
+    assert refused.returncode == checker.EXIT_REFUSED
+    assert refused.stderr.startswith("FAIL (refused)")
+
+
+# -- TLS ----------------------------------------------------------------------------------------
+
+def _openssl(*args: str, cwd: Path) -> None:
+    subprocess.run(["openssl", *args], cwd=cwd, check=True, capture_output=True, timeout=60)
+
+
+def _make_ca(directory: Path, name: str) -> None:
+    _openssl("req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1",
+             "-nodes", "-days", "2", "-subj", f"/CN={name}", "-keyout", f"{name}.key",
+             "-out", f"{name}.crt", "-addext", "basicConstraints=critical,CA:TRUE",
+             "-addext", "keyUsage=critical,keyCertSign,cRLSign", cwd=directory)
+
+
+@pytest.fixture(scope="module")
+def tls_files(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A test CA, a server certificate it signed (localhost, 127.0.0.1), an unrelated CA."""
+    directory = tmp_path_factory.mktemp("tls")
+    _make_ca(directory, "ca")
+    _make_ca(directory, "other-ca")
+    _openssl("req", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes",
+             "-subj", "/CN=localhost", "-keyout", "server.key", "-out", "server.csr",
+             cwd=directory)
+    (directory / "server.ext").write_text(
+        "basicConstraints=CA:FALSE\nkeyUsage=critical,digitalSignature,keyEncipherment\n"
+        "extendedKeyUsage=serverAuth\nsubjectAltName=DNS:localhost,IP:127.0.0.1\n")
+    _openssl("x509", "-req", "-in", "server.csr", "-CA", "ca.crt", "-CAkey", "ca.key",
+             "-CAcreateserial", "-days", "2", "-out", "server.crt", "-extfile", "server.ext",
+             cwd=directory)
+    return directory
+
+
+@pytest.fixture(scope="module")
+def tls_redis(tls_files: Path) -> Iterator[int]:
+    """A throwaway redis-server speaking only TLS on a free loopback port."""
+    port = free_port()
+    proc = subprocess.Popen(
+        ["redis-server", "--port", "0", "--tls-port", str(port), "--bind", "127.0.0.1",
+         "--tls-cert-file", str(tls_files / "server.crt"),
+         "--tls-key-file", str(tls_files / "server.key"),
+         "--tls-ca-cert-file", str(tls_files / "ca.crt"), "--tls-auth-clients", "no",
+         "--save", "", "--appendonly", "no", "--dir", str(tls_files)],
+        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    try:
+        deadline = time.monotonic() + 10
+        while True:
+            assert proc.poll() is None, f"redis-server has no TLS support? {proc.stdout.read()}"
+            with socket.socket() as probe:
+                if probe.connect_ex(("127.0.0.1", port)) == 0:
+                    break
+            assert time.monotonic() < deadline, "TLS redis-server did not start"
+            time.sleep(0.05)
+        yield port
+    finally:
+        proc.terminate()
+        proc.wait(timeout=10)
+        assert proc.stdout is not None
+        proc.stdout.close()
+
+
+def test_tls_with_the_right_ca_is_verified(tls_files: Path, tls_redis: int) -> None:
+    code, out, err = run("--url", f"rediss://127.0.0.1:{tls_redis}/0",
+                         "--ca-certs", str(tls_files / "ca.crt"))
+    assert (code, err) == (0, "")
+    tls = next(line for line in out.splitlines() if line.startswith("TLS"))
+    assert "on (TLSv1.3" in tls or "on (TLSv1.2" in tls
+    assert f"certificate verified against {tls_files / 'ca.crt'}, hostname checked" in tls
+
+
+def test_tls_with_a_wrong_ca_fails_verification(tls_files: Path, tls_redis: int) -> None:
+    code, _, err = run("--url", f"rediss://localhost:{tls_redis}/0",
+                       "--ca-certs", str(tls_files / "other-ca.crt"))
+    assert code == checker.EXIT_TLS
+    assert err.startswith("FAIL (TLS): certificate not trusted")
+    assert err.count("\n") == 1
+
+
+def test_tls_ca_from_the_environment(tls_files: Path, tls_redis: int,
+                                     monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("REDIS_URL", f"rediss://localhost:{tls_redis}")
+    monkeypatch.setenv("REDIS_TLS_CA_CERTS", str(tls_files / "other-ca.crt"))
+    assert run()[0] == checker.EXIT_TLS
+    monkeypatch.setenv("REDIS_TLS_CA_CERTS", str(tls_files / "ca.crt"))
+    assert run()[0] == 0
+
+
+def test_tls_insecure_connects_but_says_unverified(tls_files: Path, tls_redis: int) -> None:
+    code, out, _ = run("--url", f"rediss://127.0.0.1:{tls_redis}/0",
+                       "--ca-certs", str(tls_files / "other-ca.crt"), "--insecure")
+    assert code == 0
+    assert "certificate NOT verified" in out
+
+
+def test_plain_client_on_a_tls_port_fails_with_a_reason(tls_redis: int,
+                                                        monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("REDIS_SOCKET_TIMEOUT", "0.5")
+    code, _, err = run("--url", f"redis://127.0.0.1:{tls_redis}/0")
+    assert code in {checker.EXIT_REFUSED, checker.EXIT_TIMEOUT}
+    assert err.startswith("FAIL (")
