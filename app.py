@@ -54,7 +54,9 @@ def create_app(settings: Settings | None = None, *, cache_backend: object | None
         CORS=False,
     )
     app.ctx.settings = settings
-    app.extend(config={"oas_autodoc": True})
+    # CORS is off, so the automatic OPTIONS routes would only cost start-up time; automatic
+    # HEAD stays: the cache answers HEAD from the GET entry.
+    app.extend(config={"oas_autodoc": True, "http_auto_options": False})
     app.ext.openapi.describe(
         "Sanic cached API",
         version="0.1.0",
@@ -71,8 +73,11 @@ def create_app(settings: Settings | None = None, *, cache_backend: object | None
     for bp in blueprints():
         app.blueprint(bp)
     metrics = install_metrics(app)
-    install_service_cache(app, settings, backend=cache_backend,
-                          observer=CacheMetricsObserver(metrics))
+    if settings.cache_enabled:
+        install_service_cache(app, settings, backend=cache_backend,
+                              observer=CacheMetricsObserver(metrics))
+    else:
+        log.info("Response cache disabled (CACHE_ENABLED=false)")
 
     if settings.secret_key_generated:
         log.warning("SECRET_KEY is not set: using a random development key; tokens will not "

@@ -40,9 +40,17 @@ class Client(httpx.AsyncClient):
 
 @asynccontextmanager
 async def running(app: Sanic) -> AsyncIterator[Client]:
-    """Start ``app`` on a free loopback port, yield a client for it, stop it cleanly."""
+    """Start ``app`` on a free loopback port, yield a client for it, stop it cleanly.
+
+    The listening socket is bound here and handed to Sanic, so no other process can take the
+    port between choosing and binding it. A start-up that fails still runs the shut-down
+    listeners, so the ORM and the cache are not left open for the next test.
+    """
     Sanic.test_mode = True
-    port = free_port()
+    sock = socket.socket()
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    sock.bind(("127.0.0.1", 0))
+    port = int(sock.getsockname()[1])
     app.state.server_info.append(
         ApplicationServerInfo(settings={"version": "1.1", "ssl": None, "unix": None,
                                         "sock": None, "loop": None, "host": "127.0.0.1",
@@ -50,20 +58,23 @@ async def running(app: Sanic) -> AsyncIterator[Client]:
     )
     app.router.reset()
     app.signal_router.reset()
-    await app._startup()  # noqa: SLF001 - the documented low-level server API needs it
     loop = asyncio.get_running_loop()
-    await app._server_event("init", "before", loop=loop)  # noqa: SLF001
-    server = await app.create_server(host="127.0.0.1", port=port, return_asyncio_server=True,
-                                     access_log=False)
-    assert server is not None
-    await server.startup()
-    await server.start_serving()
-    await app._server_event("init", "after", loop=loop)  # noqa: SLF001
+    server = None
     try:
+        await app._startup()  # noqa: SLF001 - the documented low-level server API needs it
+        await app._server_event("init", "before", loop=loop)  # noqa: SLF001
+        server = await app.create_server(sock=sock, return_asyncio_server=True,
+                                         access_log=False)
+        assert server is not None
+        await server.startup()
+        await server.start_serving()
+        await app._server_event("init", "after", loop=loop)  # noqa: SLF001
         async with Client(base_url=f"http://127.0.0.1:{port}", timeout=30) as client:
             yield client
     finally:
         await app._server_event("shutdown", "before", loop=loop)  # noqa: SLF001
-        server.close()
-        await server.wait_closed()
+        if server is not None:
+            server.close()
+            await server.wait_closed()
+        sock.close()
         await app._server_event("shutdown", "after", loop=loop)  # noqa: SLF001
