@@ -84,9 +84,15 @@ class CircuitBreaker:
         return self._state == HALF_OPEN
 
     def record_success(self) -> None:
-        """A call succeeded: reset the count; a successful probe closes the breaker."""
+        """A call succeeded: reset the count; a successful probe closes the breaker.
+
+        While OPEN a success can only come from a call that started before the breaker
+        opened (none is let through since): it is ignored, only a probe closes the breaker.
+        """
+        if self._state == OPEN:
+            return
         self._failures = 0
-        if self._state != CLOSED:
+        if self._state == HALF_OPEN:
             self._transition(CLOSED)
 
     def record_failure(self) -> None:

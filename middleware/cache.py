@@ -248,8 +248,15 @@ class ResponseCache:
         tier = found.tier
         if tier.shared and self.breaker.state != CLOSED:
             return False
+        try:
+            data = encode(record)
+        except RecordError:
+            # The handler's headers do not fit the layout: serve the response, store nothing.
+            log.debug("Response for %s not stored: it does not fit a record", route,
+                      exc_info=True)
+            return False
         start = time.perf_counter()
-        await tier.set(found.key, encode(record), ttl)
+        await tier.set(found.key, data, ttl)
         if tier.shared:
             self._report("SET", start)
             self.breaker.record_success()
@@ -289,19 +296,18 @@ class ResponseCache:
             return
         try:
             tier = await self.tiers.select()
-        except CacheBackendError:
+            start = time.perf_counter()
+            if tier.shared:
+                await tier.incr_many([generation_key(self.settings.namespace, t) for t in tags])
+        except BaseException:
+            # A backend error, or the request cancelled (client gone) mid-INCR after its
+            # write committed: either way the INCRs may not have landed, so replay them.
             self.coherence.record_lost(tags)
             raise
         if not tier.shared:
             self.coherence.record_lost(tags)
             log.info("Redis unavailable: invalidation of %s kept for replay", ", ".join(tags))
             return
-        start = time.perf_counter()
-        try:
-            await tier.incr_many([generation_key(self.settings.namespace, t) for t in tags])
-        except CacheBackendError:
-            self.coherence.record_lost(tags)
-            raise
         self._report("INCR", start)
         self.breaker.record_success()
 

@@ -1,7 +1,10 @@
 """How a request becomes a cache key: pure functions, no I/O.
 
 A response key is ``<ns>:r:GET:<path>?<canonical query>`` plus ``|u=<identity>`` on per-user
-routes. HEAD shares the GET key. Only the query parameters a rule lists take part; they are
+routes. HEAD shares the GET key. The path is kept as Sanic routes it, undecoded: ``/f/a%2Fb``
+and ``/f/a/b`` may reach different routes, and handlers see raw (still percent-encoded) path
+parameters, so decoding it would let two different responses share a key; it is only escaped
+(injectively) to ASCII. Only the query parameters a rule lists take part; they are
 decoded (``+`` and ``%20`` both mean a space, as Sanic's own parser sees them), stably sorted by
 name (repeated parameters keep their order) and re-encoded with one quoting function, so
 ``?a=1&b=2``, ``?b=2&a=1`` and ``?b=%32&a=1`` share one entry. Keys longer than
@@ -16,7 +19,7 @@ from __future__ import annotations
 
 import hashlib
 from collections.abc import Collection, Iterable
-from urllib.parse import parse_qsl, quote, unquote
+from urllib.parse import parse_qsl, quote
 
 __all__ = [
     "EPOCH_TAG", "MAX_KEY_LENGTH", "app_key", "bound_key", "canonical_path", "canonical_query",
@@ -63,8 +66,9 @@ def canonical_query(query_string: str, allowed: Collection[str]) -> str:
 
 
 def canonical_path(path: str) -> str:
-    """Decode then re-encode ``path`` so that equivalent spellings give one key."""
-    return quote(unquote(path, errors="replace"), safe=_PATH_SAFE)
+    """``path`` escaped to ASCII, never decoded (see the module docstring): distinct raw paths
+    give distinct keys (``%`` itself is escaped, so ``/a%2Fb`` cannot meet ``/a/b``)."""
+    return quote(path, safe=_PATH_SAFE)
 
 
 def response_key(namespace: str, path: str, query: str = "",

@@ -6,8 +6,8 @@ import hashlib
 from collections.abc import Iterable, Mapping
 
 __all__ = [
-    "STORED_HEADERS", "WRITE_METHODS", "bypass_reason", "cache_control_for", "client_wants_refresh",
-    "etag_for", "etag_matches", "is_storable", "stored_headers",
+    "STORED_HEADERS", "VARY_KEYED", "WRITE_METHODS", "bypass_reason", "cache_control_for",
+    "client_wants_refresh", "etag_for", "etag_matches", "is_storable", "stored_headers",
 ]
 
 WRITE_METHODS = frozenset({"POST", "PUT", "PATCH", "DELETE"})
@@ -64,14 +64,33 @@ def client_wants_refresh(cache_control: str | None, pragma: str | None, honor: b
     return not cache_control and (pragma or "").strip().lower() == "no-cache"
 
 
+VARY_KEYED = frozenset({"authorization", "cookie"})
+"""Request headers a response may ``Vary`` on and still be stored: requests carrying them
+bypass shared entries (or are keyed by identity on per-user routes), so the key covers them."""
+
+
+def _joined(headers: Mapping[str, str], name: str) -> str | None:
+    """Every line of header ``name`` joined with commas (a response may repeat it)."""
+    getall = getattr(headers, "getall", None)
+    if getall is None:
+        return headers.get(name)
+    return ",".join(getall(name, [])) or None
+
+
 def is_storable(status: int, headers: Mapping[str, str], body_length: int,
                 max_body_bytes: int) -> bool:
-    """Only a 200 without ``Set-Cookie``/``private``/``no-store``, within the size cap."""
+    """Only a 200 without ``Set-Cookie``/``private``/``no-store``, within the size cap, and
+    not varying on a request header the key does not cover (``Vary: Accept-Language``, ``*``).
+    """
     if status != 200 or body_length > max_body_bytes:
         return False
     if "set-cookie" in headers:
         return False
-    directives = _directives(headers.get("cache-control"))
+    vary = _joined(headers, "vary")
+    if vary and any(field.strip().lower() not in VARY_KEYED
+                    for field in vary.split(",") if field.strip()):
+        return False
+    directives = _directives(_joined(headers, "cache-control"))
     return "private" not in directives and "no-store" not in directives
 
 

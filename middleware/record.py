@@ -53,9 +53,16 @@ class Record:
 
 def encode(record: Record) -> bytes:
     """Serialise ``record``; raises ``RecordError`` if a field does not fit the layout."""
-    ctype = record.content_type.encode()
-    etag = record.etag.encode()
-    headers = "\n".join(f"{name}\0{value}" for name, value in record.headers).encode()
+    lines = [f"{name}\0{value}" for name, value in record.headers]
+    if any(line.count("\0") != 1 or "\n" in line for line in lines):
+        # The separators would shift on decode: a value could smuggle in another header.
+        raise RecordError("record header contains a NUL or newline")
+    try:
+        headers = "\n".join(lines).encode()
+        ctype = record.content_type.encode()
+        etag = record.etag.encode()
+    except UnicodeEncodeError as exc:
+        raise RecordError(str(exc)) from exc
     n = len(record.generations)
     if len(ctype) > 255 or len(etag) > 255 or len(headers) > 65535 or n > 65535:
         raise RecordError("record field too long for the layout")

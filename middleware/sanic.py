@@ -143,8 +143,9 @@ class CacheHooks:
             return None
         key = response_key(cache.settings.namespace, request.path,
                            canonical_query(request.query_string, read.query), identity)
-        refresh = client_wants_refresh(headers.get("cache-control"), headers.get("pragma"),
-                                       cache.settings.honor_client_no_cache)
+        honor = cache.settings.honor_client_no_cache  # off by default: no header reads
+        refresh = honor and client_wants_refresh(headers.get("cache-control"),
+                                                 headers.get("pragma"), honor)
         try:
             found = await cache.lookup(rule.path, key, tags, refresh=refresh, lead=not head)
         except CacheBackendError as exc:

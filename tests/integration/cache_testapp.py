@@ -74,6 +74,10 @@ RULES = [
     CacheRule("/big", ttl=30),
     CacheRule("/cookie", ttl=30),
     CacheRule("/private", ttl=30),
+    CacheRule("/vary", ttl=30),
+    CacheRule("/unfit", ttl=30),
+    CacheRule("/names/<name>", ttl=30),
+    CacheRule("/names/<first>/<second>", ttl=30),
     InvalidationRule("POST", "/items", clears=("items:list",)),
     InvalidationRule("PATCH", "/items/<item_id:int>", clears=("items:list", "item:{item_id}")),
     InvalidationRule("POST", "/items/<item_id:int>/explode", clears=("item:{item_id}",)),
@@ -167,6 +171,25 @@ def build_app(backend: CacheBackend | None, settings: CacheSettings,
         state.calls["private"] += 1
         return json({"private": True}, headers={"cache-control": "private"})
 
+    @app.get("/vary")
+    async def vary(request: Request) -> HTTPResponse:
+        state.calls["vary"] += 1
+        return json({"lang": request.headers.get("accept-language")},
+                    headers={"vary": "Accept-Language"})
+
+    @app.get("/unfit")
+    async def unfit(request: Request) -> HTTPResponse:
+        state.calls["unfit"] += 1  # a content type longer than a record can hold
+        return HTTPResponse(b"{}", content_type="application/json; p=" + "x" * 300)
+
+    @app.get("/names/<name>")
+    async def one_name(request: Request, name: str) -> HTTPResponse:
+        return json({"names": [name]})
+
+    @app.get("/names/<first>/<second>")
+    async def two_names(request: Request, first: str, second: str) -> HTTPResponse:
+        return json({"names": [first, second]})
+
     @app.get("/helper-backed")
     async def helper_backed(request: Request) -> HTTPResponse:
         state.calls["helper"] += 1
@@ -174,6 +197,18 @@ def build_app(backend: CacheBackend | None, settings: CacheSettings,
         if value is None:
             state.calls["helper-compute"] += 1
             value = {"name": state.items[1]}
+            await set_cached("profile:1", value, ttl=60)
+        return json(value)
+
+    @app.get("/helper-slow")
+    async def helper_slow(request: Request) -> HTTPResponse:
+        value = await get_cached("profile:1")
+        if value is None:
+            value = {"name": state.items[1]}  # read "the database" first...
+            gate = state.gate
+            if gate is not None:
+                gate.entered.set()
+                await gate.release.wait()  # ...then take a while to store it
             await set_cached("profile:1", value, ttl=60)
         return json(value)
 

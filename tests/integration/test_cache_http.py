@@ -73,6 +73,13 @@ async def test_query_canonicalisation_shares_entries(served: Any) -> None:
     assert other.json == {"items": ["one"]}
 
 
+async def test_an_encoded_slash_never_shares_an_entry_with_another_route(served: Any) -> None:
+    client, _, _ = served
+    assert (await client.get("/names/a%2Fb")).json == {"names": ["a%2Fb"]}
+    other = await client.get("/names/a/b")
+    assert other.json == {"names": ["a", "b"]} and other.headers["x-cache"] == "MISS"
+
+
 async def test_if_none_match_on_a_hit_is_304_without_the_handler(served: Any) -> None:
     client, state, _ = served
     etag = (await client.get("/items/2")).headers["etag"]
@@ -149,6 +156,7 @@ async def test_a_write_failing_after_its_commit_still_clears(served: Any) -> Non
     ("/big", "big"),
     ("/cookie", "cookie"),
     ("/private", "private"),
+    ("/vary", "vary"),
 ])
 async def test_never_stored(served: Any, path: str, counter: str) -> None:
     client, state, cache = served
@@ -156,6 +164,16 @@ async def test_never_stored(served: Any, path: str, counter: str) -> None:
     again = await client.get(path)
     assert again.headers.get("x-cache") == "MISS"
     assert state.calls[counter] == 2 and cache.stats()["stores"] == 0
+
+
+async def test_a_response_that_does_not_fit_a_record_is_served_unstored(
+        served: Any, caplog: pytest.LogCaptureFixture) -> None:
+    client, state, cache = served
+    responses = [await client.get("/unfit") for _ in range(2)]
+    assert [r.status for r in responses] == [200, 200]
+    assert [r.headers["x-cache"] for r in responses] == ["MISS", "MISS"]
+    assert state.calls["unfit"] == 2 and cache.stats()["stores"] == 0
+    assert not [r for r in caplog.records if r.levelname == "ERROR"]
 
 
 @pytest.mark.parametrize("headers", [{"Authorization": "Bearer x"}, {"Cookie": "session=1"}])
@@ -292,6 +310,21 @@ async def test_helpers_resolve_the_running_app(served: Any) -> None:
     assert state.calls["helper-compute"] == 2
     stats = cache.stats()
     assert stats["hits"] == stats["misses"] == 0  # helper values are not response lookups
+
+
+async def test_helper_read_through_racing_an_invalidation_never_keeps_old_data(
+        served: Any) -> None:
+    client, state, _ = served
+    gate = state.gate = Gate()
+    slow = asyncio.create_task(client.get("/helper-slow"))
+    await asyncio.wait_for(gate.entered.wait(), 10)      # it has read "one"...
+    state.gate = None
+    state.items[1] = "uno"
+    assert (await client.post("/helper/invalidate/profile")).status == 200
+    gate.release.set()
+    assert (await slow).json == {"name": "one"}           # ...and now stores it
+    for _ in range(2):
+        assert (await client.get("/helper-slow")).json == {"name": "uno"}
 
 
 async def test_helpers_with_an_explicit_cache(served: Any) -> None:

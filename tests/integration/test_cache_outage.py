@@ -12,7 +12,7 @@ from fakeredis import FakeAsyncRedis, FakeServer
 from pytest_redis import factories as redis_factories
 from redis.asyncio import Redis
 
-from middleware import CacheBackendError, RedisBackend
+from middleware import CacheBackendError, RedisBackend, ResponseCache
 from middleware.breaker import CLOSED, OPEN
 from middleware.coherence import Coherence
 from middleware.keys import response_key
@@ -33,6 +33,7 @@ class CountingBackend:
         self.inner = inner
         self.calls: Counter[str] = Counter()
         self.fail: str | None = None  # None, "transient" or "answer"
+        self.hold: asyncio.Event | None = None  # set: incr_many waits for it (a hanging INCR)
 
     def _check(self, op: str) -> None:
         self.calls[op] += 1
@@ -55,6 +56,8 @@ class CountingBackend:
 
     async def incr_many(self, keys: Sequence[str]) -> list[int]:
         self._check("incr_many")
+        if self.hold is not None:
+            await self.hold.wait()
         return await self.inner.incr_many(keys)
 
     async def ping(self) -> float:
@@ -236,3 +239,27 @@ async def test_a_corrupted_generation_counter_fails_open(server: FakeServer) -> 
         assert response.status == 200 and response.headers["x-cache"] == "BYPASS"
         assert cache.breaker.state == CLOSED and cache.stats()["errors"] == 1
         await raw.aclose()
+
+
+async def test_a_write_cancelled_during_its_invalidation_is_replayed(
+        counting: CountingBackend) -> None:
+    """The client hangs up while the INCRs are in flight (the write has committed): the
+    next read from Redis must not be the pre-write entry."""
+    cache = ResponseCache(settings_for_test(), counting)
+    found = await cache.lookup("/r", "k", ("item",))
+    record = cache.make_record(found, status=200, content_type="text/plain", headers=(),
+                               body=b"before the write")
+    await cache.store(found, record, 30, "/r")
+    cache.release(found, record)
+    assert (await cache.lookup("/r", "k", ("item",))).record == record
+    counting.hold = asyncio.Event()
+    write = asyncio.create_task(cache.invalidate(("item",)))
+    while counting.calls["incr_many"] == 0:
+        await asyncio.sleep(0)
+    write.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await write
+    counting.hold = None
+    assert cache.coherence.outstanding == 1
+    after = await cache.lookup("/r", "k", ("item",), lead=False)
+    assert after.record is None and cache.coherence.outstanding == 0

@@ -53,6 +53,19 @@ def test_opens_after_n_consecutive_failures(breaker: CircuitBreaker,
     assert transitions == [(CLOSED, OPEN)]
 
 
+def test_a_late_success_does_not_close_an_open_breaker(
+        breaker: CircuitBreaker, clock: Clock, transitions: list[tuple[str, str]]) -> None:
+    """A slow call that started before the trip answers while OPEN: only a probe may close."""
+    trip(breaker)
+    breaker.record_success()
+    assert breaker.state == OPEN and not breaker.allow()
+    clock.now += 10.0
+    assert breaker.allow() and breaker.state == HALF_OPEN
+    breaker.record_success()
+    assert breaker.state == CLOSED
+    assert transitions == [(CLOSED, OPEN), (OPEN, HALF_OPEN), (HALF_OPEN, CLOSED)]
+
+
 def test_success_resets_the_consecutive_count(breaker: CircuitBreaker) -> None:
     breaker.record_failure()
     breaker.record_failure()

@@ -64,3 +64,13 @@ def test_non_utf8_text_raises_record_error() -> None:
 def test_unencodable_record_raises() -> None:
     with pytest.raises(RecordError):
         encode(make(content_type="x" * 300))
+
+
+@pytest.mark.parametrize("headers", [
+    (("link", "<a>\nset-cookie\0session=stolen"),),   # would decode as a second header
+    (("link", "a\0b"),),
+    (("x-next-cursor", "\udcff"),),                    # not encodable as UTF-8
+])
+def test_headers_that_would_not_round_trip_raise(headers: tuple[tuple[str, str], ...]) -> None:
+    with pytest.raises(RecordError):
+        encode(make(headers=headers))

@@ -43,13 +43,24 @@ def test_no_listed_params_ignores_the_query() -> None:
 
 @pytest.mark.parametrize(("path", "expected"), [
     ("/api/posts", "/api/posts"),
-    ("/api/posts/%31", "/api/posts/1"),
-    ("/api/users/ann%20b", "/api/users/ann%20b"),
+    ("/api/posts/1;v=2", "/api/posts/1;v=2"),
     ("/api/users/ann b", "/api/users/ann%20b"),
-    ("/api/caf%c3%a9", "/api/caf%C3%A9"),
+    ("/api/café", "/api/caf%C3%A9"),
+    ("/api/posts/%31", "/api/posts/%2531"),
+    ("/f/a%2Fb", "/f/a%252Fb"),
 ])
 def test_canonical_path(path: str, expected: str) -> None:
     assert canonical_path(path) == expected
+
+
+@pytest.mark.parametrize(("first", "second"), [
+    ("/f/a%2Fb", "/f/a/b"),           # may route elsewhere: one or two path segments
+    ("/f/%78", "/f/x"),               # a handler sees the raw parameter "%78"
+    ("/f/%C3%A9", "/f/é"),
+    ("/f/a%20b", "/f/a b"),
+])
+def test_distinct_raw_paths_never_share_a_key(first: str, second: str) -> None:
+    assert response_key("ns", first) != response_key("ns", second)
 
 
 @pytest.mark.parametrize(("first", "second"), [

@@ -27,6 +27,10 @@ CAP = 1000
     (200, {"cache-control": "max-age=0, Private"}, 10, False),
     (200, {"cache-control": "no-store"}, 10, False),
     (200, {"cache-control": "public, max-age=60"}, 10, True),
+    (200, {"vary": "Accept-Language"}, 10, False),
+    (200, {"vary": "*"}, 10, False),
+    (200, {"vary": "Cookie, Accept"}, 10, False),
+    (200, {"vary": "Authorization, cookie"}, 10, True),
 ])
 def test_is_storable(status: int, headers: dict[str, str], length: int, expected: bool) -> None:
     assert is_storable(status, headers, length, CAP) is expected
@@ -92,3 +96,13 @@ def test_stored_headers_keep_only_the_few_that_matter() -> None:
     kept = stored_headers([("X-Total-Count", "5"), ("Set-Cookie", "a=b"), ("Link", "<x>"),
                            ("Date", "now"), ("Content-Length", "3")])
     assert kept == (("x-total-count", "5"), ("link", "<x>"))
+
+
+def test_repeated_response_header_lines_are_all_read() -> None:
+    """A second ``Cache-Control``/``Vary`` line counts as much as the first."""
+    from sanic.compat import Header
+    private = Header([("cache-control", "max-age=60"), ("cache-control", "private")])
+    assert is_storable(200, private, 10, CAP) is False
+    varying = Header([("vary", "Cookie"), ("vary", "Accept-Language")])
+    assert is_storable(200, varying, 10, CAP) is False
+    assert is_storable(200, Header([("vary", "Cookie"), ("vary", "Authorization")]), 10, CAP)
