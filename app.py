@@ -12,6 +12,8 @@ from functools import partial
 
 from sanic import Sanic
 from sanic.worker.loader import AppLoader
+from sanic_ext.extensions.http.extension import HTTPExtension
+from sanic_ext.extensions.openapi.extension import OpenAPIExtension
 
 from handlers import blueprints
 from handlers.docs import describe_security
@@ -56,7 +58,10 @@ def create_app(settings: Settings | None = None, *, cache_backend: object | None
     app.ctx.settings = settings
     # CORS is off, so the automatic OPTIONS routes would only cost start-up time; automatic
     # HEAD stays: the cache answers HEAD from the GET entry.
-    app.extend(config={"oas_autodoc": True, "http_auto_options": False})
+    # Only the extensions the service uses: sanic-ext's dependency injection dispatches a
+    # signal on every request (about 8% of a cache hit's time) and nothing here injects.
+    app.extend(extensions=[OpenAPIExtension, HTTPExtension], built_in_extensions=False,
+               config={"oas_autodoc": True, "http_auto_options": False})
     app.ext.openapi.describe(
         "Sanic cached API",
         version="0.1.0",

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import os
 import time
+from typing import Any
 
 from sanic import Blueprint, Request, Sanic
 from sanic.response import HTTPResponse
@@ -39,17 +40,39 @@ async def metrics(request: Request) -> HTTPResponse:
     return HTTPResponse(body, content_type=CONTENT_TYPE)
 
 
+class Children:
+    """The labelled children of one metric, each looked up once.
+
+    ``labels()`` validates and hashes its arguments under a lock on every call; on the hit path
+    that cost more than the increment itself. The label sets are few (routes x outcomes).
+    """
+
+    __slots__ = ("_children", "_metric")
+
+    def __init__(self, metric: Any) -> None:
+        self._metric = metric
+        self._children: dict[tuple[str, ...], Any] = {}
+
+    def __call__(self, *labels: str) -> Any:
+        child = self._children.get(labels)
+        if child is None:
+            child = self._children[labels] = self._metric.labels(*labels)
+        return child
+
+
 class CacheMetricsObserver(CacheObserver):
     """Turns the cache's callbacks into Prometheus samples (cheap: counter increments)."""
 
     def __init__(self, metrics: Metrics) -> None:
         self.metrics = metrics
+        self._lookups = Children(metrics.cache_lookups)
+        self._stores = Children(metrics.cache_stores)
 
     def on_lookup(self, route: str, outcome: str) -> None:
-        self.metrics.cache_lookups.labels(route, outcome).inc()
+        self._lookups(route, outcome).inc()
 
     def on_store(self, route: str) -> None:
-        self.metrics.cache_stores.labels(route).inc()
+        self._stores(route).inc()
 
     def on_invalidate(self, tag: str) -> None:
         self.metrics.cache_invalidations.labels(self.metrics.tag_label(tag)).inc()
@@ -69,23 +92,32 @@ async def _start_timer(request: Request) -> None:
     request.ctx.metrics_started = time.perf_counter()
 
 
-async def _observe_response(request: Request, response: HTTPResponse) -> None:
-    started = getattr(request.ctx, "metrics_started", None)
-    metrics: Metrics = request.app.ctx.metrics
-    route = request.uri_template or UNMATCHED_ROUTE
-    method = request.method if request.method in _METHODS else "OTHER"
-    status = str(response.status)
-    metrics.requests.labels(method, route, status).inc()
-    if started is not None:
-        metrics.request_latency.labels(method, route, status).observe(
-            time.perf_counter() - started)
-    metrics.worker_requests.inc()
+class _RequestObserver:
+    """The response middleware: counts and times every request by method, route and status."""
+
+    __slots__ = ("_latency", "_requests", "_worker_requests")
+
+    def __init__(self, metrics: Metrics) -> None:
+        self._requests = Children(metrics.requests)
+        self._latency = Children(metrics.request_latency)
+        self._worker_requests = metrics.worker_requests
+
+    async def __call__(self, request: Request, response: HTTPResponse) -> None:
+        started = getattr(request.ctx, "metrics_started", None)
+        route = request.uri_template or UNMATCHED_ROUTE
+        method = request.method if request.method in _METHODS else "OTHER"
+        status = str(response.status)
+        self._requests(method, route, status).inc()
+        if started is not None:
+            self._latency(method, route, status).observe(time.perf_counter() - started)
+        self._worker_requests.inc()
 
 
 def install_metrics(app: Sanic, metrics: Metrics | None = None) -> Metrics:
     """Wire metrics into ``app``; returns the ``Metrics`` (also on ``app.ctx.metrics``)."""
     metrics = metrics or Metrics()
     app.ctx.metrics = metrics
+    _observe_response = _RequestObserver(metrics)
     # First in, last out: the timer starts before the cache's lookup (a hit short-circuits the
     # rest of the request middleware) and stops after every other response middleware.
     app.on_request(_start_timer, priority=1_000_000)
