@@ -1,0 +1,98 @@
+"""The configurations a bench run starts: the service (cache off, memory, Redis, Redis stopped)
+with 1 and 2 workers, the limit (bare Sanic) and the peer (FastAPI + fastapi-cache2)."""
+
+from __future__ import annotations
+
+import os
+import secrets
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+
+from bench.procs import Server, free_port
+
+ROOT = Path(__file__).resolve().parent.parent
+PEER_VENV = ROOT / "bench" / ".venv-peer"
+
+# Shared by every service start so bearer tokens stay valid across workers and restarts.
+SECRET_KEY = "bench-secret-" + secrets.token_hex(16)
+
+WORKLOADS = ("hits", "misses", "mixed")
+
+
+@dataclass(frozen=True)
+class Config:
+    """One server setup.  ``cache`` is ``off``, ``memory``, ``redis`` or ``redis-down``."""
+
+    name: str
+    kind: str  # "service", "limit" or "peer"
+    workers: int = 1
+    cache: str = "off"
+
+    @property
+    def workloads(self) -> tuple[str, ...]:
+        if self.kind == "limit":
+            return ("hits",)  # the same bytes for every URL: one workload is the whole story
+        if self.kind == "peer":
+            return ("hits", "misses")  # the peer has no write API to mix in
+        return WORKLOADS
+
+    @property
+    def label(self) -> str:
+        return f"{self.name} ({self.workers}w)"
+
+
+def all_configs(worker_counts: tuple[int, ...] = (1, 2)) -> list[Config]:
+    configs: list[Config] = []
+    for workers in worker_counts:
+        configs += [
+            Config("limit", "limit", workers),
+            Config("peer", "peer", workers),
+            Config("no-cache", "service", workers, "off"),
+            Config("memory", "service", workers, "memory"),
+            Config("redis", "service", workers, "redis"),
+            Config("redis-stopped", "service", workers, "redis-down"),
+        ]
+    return configs
+
+
+def service_env(config: Config, *, port: int, database_url: str,
+                redis_url: str | None) -> dict[str, str]:
+    """The environment ``python app.py`` gets for ``config``."""
+    env = {k: v for k, v in os.environ.items()
+           if k not in {"REDIS_URL", "REDIS_PRIVATE_URL", "DATABASE_URL", "CACHE_ENABLED"}}
+    env.update(HOST="127.0.0.1", PORT=str(port), WORKERS=str(config.workers),
+               DATABASE_URL=database_url, SECRET_KEY=SECRET_KEY, SEED_DEMO="false",
+               LOG_LEVEL="WARNING", PYTHONUNBUFFERED="1")
+    if config.cache == "off":
+        env["CACHE_ENABLED"] = "false"
+    elif config.cache in {"redis", "redis-down"}:
+        if not redis_url:
+            raise ValueError(f"{config.name} needs a Redis URL")
+        env["REDIS_URL"] = redis_url
+    return env
+
+
+def make_server(config: Config, *, log_dir: Path, database_url: str, redis_url: str | None,
+                limit_body: Path, peer_prefix: str = "peer") -> Server:
+    """A not-yet-started :class:`Server` for ``config``."""
+    port = free_port()
+    name = f"{config.name}-{config.workers}w"
+    if config.kind == "limit":
+        argv = [sys.executable, "-m", "bench.limit_app", "--port", str(port),
+                "--workers", str(config.workers), "--body-file", str(limit_body)]
+        return Server(name, argv, port=port, log_dir=log_dir, cwd=ROOT, ready_path="/health")
+    if config.kind == "peer":
+        if not redis_url:
+            raise ValueError("the peer needs a Redis URL")
+        env = {**os.environ, "PEER_DATABASE_URL": database_url.replace(
+            "postgres://", "postgresql://", 1), "PEER_REDIS_URL": redis_url,
+            "PEER_CACHE_PREFIX": peer_prefix}
+        argv = [str(PEER_VENV / "bin" / "uvicorn"), "bench.peer.app:app", "--host", "127.0.0.1",
+                "--port", str(port), "--workers", str(config.workers), "--loop", "uvloop",
+                "--http", "httptools", "--no-access-log", "--log-level", "warning"]
+        return Server(name, argv, port=port, env=env, log_dir=log_dir, cwd=ROOT,
+                      ready_path="/health")
+    env = service_env(config, port=port, database_url=database_url, redis_url=redis_url)
+    return Server(name, [sys.executable, "app.py"], port=port, env=env, log_dir=log_dir,
+                  cwd=ROOT, ready_path="/health")

@@ -1,0 +1,223 @@
+"""Measure one configuration: start it, prepare each workload, run wrk, record the result."""
+
+from __future__ import annotations
+
+import logging
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import redis
+
+from bench import stale
+from bench.client import Client
+from bench.configs import Config, make_server
+from bench.procs import RedisServer, Server, wait_for_quiet
+from bench.workloads import WRITE_EVERY, WorkloadFiles, WritablePost, with_tokens, write_version
+from bench.wrk import run_wrk
+
+log = logging.getLogger(__name__)
+
+MIXED_THREADS = 16  # one connection per wrk thread: see lua/mixed.lua
+BENCH_COMMANDS = frozenset({"info", "dbsize", "scan", "unlink", "debug"})
+"""Commands the bench itself sends to Redis: left out of the per-request counts."""
+
+
+@dataclass
+class Record:
+    """One wrk run of one workload on one configuration in one round."""
+
+    config: str
+    workers: int
+    workload: str
+    round: int
+    result: dict[str, Any]
+    redis_commands: dict[str, int] | None = None
+    stale: dict[str, Any] | None = None
+    notes: list[str] = field(default_factory=list)
+    cpu_busy_before: float | None = None
+    """Share of the CPUs other work kept busy just before this configuration started."""
+
+    @property
+    def key(self) -> tuple[str, int, str]:
+        return (self.config, self.workers, self.workload)
+
+
+def command_calls(url: str) -> dict[str, int]:
+    """``INFO commandstats`` as ``{command: calls}``, without the bench's own commands."""
+    client = redis.Redis.from_url(url, socket_timeout=5, socket_connect_timeout=5)
+    try:
+        stats = client.info("commandstats")
+    finally:
+        client.close()
+    return {name: int(value["calls"]) for key, value in stats.items()
+            if (name := key.removeprefix("cmdstat_")) not in BENCH_COMMANDS}
+
+
+def diff_calls(before: dict[str, int], after: dict[str, int]) -> dict[str, int]:
+    changed = {k: after.get(k, 0) - before.get(k, 0) for k in after}
+    return {k: v for k, v in sorted(changed.items()) if v > 0}
+
+
+@dataclass
+class Measurer:
+    """Runs configurations against one database, one Redis and one set of workload files."""
+
+    database_url: str
+    redis_main: RedisServer
+    files: WorkloadFiles
+    log_dir: Path
+    raw_dir: Path
+    limit_body: Path
+    duration: float
+    warmup: float
+    next_version: int = 1_000_000
+    read_header: str = ""
+    """``Name: value`` sent with every GET of the current configuration (see _check_cache_off)."""
+    _items: list[WritablePost] | None = None
+
+    def run_config(self, config: Config, round_no: int, records: list[Record],
+                   workloads: tuple[str, ...] | None = None) -> None:
+        """Start ``config``, run its workloads (or ``workloads``) and stop it.
+
+        Each record is appended to ``records`` as soon as it is measured, so a server that
+        dies half-way keeps what it had done."""
+        busy = wait_for_quiet()
+        stopped_redis: RedisServer | None = None
+        redis_url = self.redis_main.url
+        if config.cache == "redis-down":
+            stopped_redis = RedisServer(f"redis-stopped-{config.workers}w-r{round_no}",
+                                        log_dir=self.log_dir)
+            stopped_redis.start()
+            redis_url = stopped_redis.url
+        server = make_server(config, log_dir=self.log_dir, database_url=self.database_url,
+                             redis_url=redis_url, limit_body=self.limit_body,
+                             peer_prefix=f"peer-r{round_no}-{time.monotonic_ns()}")
+        try:
+            server.start()
+            notes: list[str] = []
+            self.read_header = ""
+            if config.kind == "service" and config.cache == "off":
+                notes += self._check_cache_off(server, config)
+            if stopped_redis is not None:
+                notes = self._stop_redis(server, stopped_redis)
+            for workload in workloads or config.workloads:
+                record = self._measure(config, server, workload, round_no)
+                record.notes += notes
+                record.cpu_busy_before = round(busy, 2)
+                records.append(record)
+                log.info("%-24s %-6s round %d: %8.0f req/s p50 %6.2f ms p99 %7.2f ms "
+                         "errors %d hit rate %s", config.label, workload, round_no,
+                         record.result["rps"], record.result["latency_ms"]["p50"],
+                         record.result["latency_ms"]["p99"], record.result["error_total"],
+                         record.result["hit_rate"])
+        finally:
+            server.stop()
+            if stopped_redis is not None:
+                stopped_redis.stop()
+
+    def items(self, client: Client) -> list[WritablePost]:
+        if self._items is None:
+            self._items = with_tokens(client, self.files.items)
+        return self._items
+
+    def _check_cache_off(self, server: Server, config: Config) -> list[str]:
+        """Make sure the no-cache configuration really runs uncached.
+
+        When ``CACHE_ENABLED=false`` is not honoured (the cache still answers with X-Cache),
+        every GET carries an ``Authorization`` header instead: the cache never reads or stores a
+        shared entry for such a request (BYPASS), so each one runs the handler."""
+        path = self.files.hits.read_text().strip()
+        with Client(server.base_url) as client:
+            client.get(path)
+            reply = client.get(path)
+        if not reply.x_cache:
+            return []
+        self.read_header = "Authorization: Bearer bench-no-cache"
+        with Client(server.base_url) as client:
+            check = client.get(path, headers={"Authorization": "Bearer bench-no-cache"})
+        return [f"WARNING: {config.label}: CACHE_ENABLED=false was not honoured (X-Cache: "
+                f"{reply.x_cache}); every GET of this configuration carries an Authorization "
+                f"header instead, which the cache bypasses (X-Cache: {check.x_cache or '-'})"]
+
+    def _stop_redis(self, server: Server, redis_server: RedisServer) -> list[str]:
+        """Warm the entry into Redis, stop Redis, then trip every worker's breaker."""
+        with Client(server.base_url) as client:
+            for _ in range(3):
+                client.get(self.files.hits.read_text().strip())
+        redis_server.stop()
+        seen: dict[str, int] = {}
+        for _ in range(200):  # a new connection each time, so every worker gets some
+            with Client(server.base_url) as client:
+                reply = client.get(self.files.hits.read_text().strip())
+                key = f"{reply.status} {reply.x_cache}"
+                seen[key] = seen.get(key, 0) + 1
+        return [f"after stopping Redis, 200 GETs answered: {seen}"]
+
+    def _wrk(self, server: Server, workload: str, paths: Path, duration: float,
+             **extra: str) -> Any:
+        threads = connections = 1
+        script = "paths"
+        if workload == "mixed":
+            threads = connections = MIXED_THREADS
+            script = "mixed"
+        else:
+            connections = 64
+        env = {"BENCH_PATHS": str(paths), "BENCH_READ_HEADER": self.read_header, **extra}
+        return run_wrk(server.base_url, script, duration=duration, threads=threads,
+                       connections=connections, env=env)
+
+    def _measure(self, config: Config, server: Server, workload: str, round_no: int) -> Record:
+        cached = config.kind == "service" and config.cache != "off"
+        files = self.files
+        notes: list[str] = []
+        extra: dict[str, str] = {}
+        stale_dir: Path | None = None
+        base = 0
+        with Client(server.base_url) as client:
+            if workload == "hits":
+                for _ in range(2):
+                    reply = client.get(files.hits.read_text().strip())
+                notes.append(f"warm GET: {reply.status} X-Cache={reply.x_cache or '-'}")
+                self._wrk(server, "hits", files.hits, self.warmup)
+                paths = files.hits
+            elif workload == "misses":
+                self._wrk(server, "hits", files.hits, self.warmup)
+                if cached:
+                    # A write bumps the feed's generation: entries stored by earlier runs with
+                    # the same cursors can no longer be served, so every request misses.
+                    items = self.items(client)
+                    write_version(client, items[0], self._version())
+                paths = files.misses
+            else:
+                items = self.items(client)
+                base = self._version()
+                for item in items:
+                    write_version(client, item, base)
+                if config.cache != "off":
+                    # One GET of every URL: the run then sees no compulsory cold misses.
+                    run_wrk(server.base_url, "paths", duration=300,
+                            env={"BENCH_PATHS": str(files.universe), "BENCH_ONCE": "1"})
+                self._wrk(server, "mixed", files.mixed, self.warmup, BENCH_WRITE_EVERY="0")
+                stale_dir = self.raw_dir / f"stale-{config.name}-{config.workers}w-r{round_no}"
+                stale_dir.mkdir(parents=True, exist_ok=True)
+                for old in stale_dir.glob("thread-*.log"):
+                    old.unlink()
+                extra = {"BENCH_ITEMS": str(files.items_file(items, base)),
+                         "BENCH_WRITE_EVERY": str(WRITE_EVERY), "BENCH_LOG_DIR": str(stale_dir)}
+                paths = files.mixed
+        watch_redis = config.kind == "service" and config.cache == "redis"
+        before = command_calls(self.redis_main.url) if watch_redis else {}
+        result = self._wrk(server, workload, paths, self.duration, **extra)
+        commands = diff_calls(before, command_calls(self.redis_main.url)) if watch_redis else None
+        record = Record(config.name, config.workers, workload, round_no, result.as_dict(),
+                        redis_commands=commands, notes=notes)
+        if stale_dir is not None:
+            report = stale.check_dir(stale_dir, {i.id: base for i in self.files.items})
+            record.stale = report.as_dict()
+        return record
+
+    def _version(self) -> int:
+        self.next_version += 1_000_000
+        return self.next_version

@@ -1,0 +1,1 @@
+"""The peer: FastAPI + fastapi-cache2 (RedisBackend) on uvicorn, in its own virtualenv."""

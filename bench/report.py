@@ -1,0 +1,210 @@
+"""Write a bench run as a markdown table and a PNG plot (latency percentiles and throughput)."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+from bench.stats import Summary, Target, ratio
+
+ORDER = ("limit", "peer", "no-cache", "memory", "redis", "redis-stopped")
+WORKLOAD_TITLES = {"hits": "All hits (the feed's first page, one URL)",
+                   "misses": "All misses (a new cursor on every request)",
+                   "mixed": "Mixed (Zipf over the cached routes, 5% writes, stale-read check)"}
+
+
+def _sorted(summaries: Mapping[tuple[str, int, str], Summary], workload: str) -> list[Summary]:
+    rows = [s for s in summaries.values() if s.workload == workload]
+    return sorted(rows, key=lambda s: (s.workers, ORDER.index(s.config)
+                                       if s.config in ORDER else 99))
+
+
+def _x(value: float | None) -> str:
+    return "" if value is None else f"{value:.2f}x"
+
+
+def _pct(value: float | None) -> str:
+    return "" if value is None else f"{100 * value:.1f}%"
+
+
+def workload_table(summaries: Mapping[tuple[str, int, str], Summary], workload: str) -> str:
+    lines = ["| configuration | workers | req/s (median) | runs | p50 ms | p95 ms | p99 ms | "
+             "errors | hit rate | x limit | x peer |",
+             "|---|---|---|---|---|---|---|---|---|---|---|"]
+    for s in _sorted(summaries, workload):
+        limit = summaries.get(("limit", s.workers, "hits"))
+        peer = summaries.get(("peer", s.workers, workload)) or summaries.get(
+            ("peer", s.workers, "hits"))
+        runs = " / ".join(f"{r:,.0f}" for r in s.rps_runs)
+        lines.append(
+            f"| {s.config} | {s.workers} | {s.rps:,.0f} | {runs} | {s.latency_ms['p50']:.2f} | "
+            f"{s.latency_ms['p95']:.2f} | {s.latency_ms['p99']:.2f} | {s.errors} | "
+            f"{_pct(s.hit_rate)} | {_x(ratio(s.rps, limit.rps if limit else None))} | "
+            f"{_x(ratio(s.rps, peer.rps if peer else None))} |")
+    return "\n".join(lines)
+
+
+def targets_table(targets: list[Target]) -> str:
+    lines = ["| target (1 worker) | measured | required | met |", "|---|---|---|---|"]
+    for t in targets:
+        status = "n/a" if t.met is None else ("yes" if t.met else "**no**")
+        lines.append(f"| {t.name} | {t.measured} | {t.required} | {status} |")
+    return "\n".join(lines)
+
+
+def _stale_table(summaries: Mapping[tuple[str, int, str], Summary]) -> str:
+    lines = ["| configuration | workers | writes acknowledged | reads of written posts checked |"
+             " stale reads | hit rate | cache misses per write |", "|---|---|---|---|---|---|---|"]
+    for s in _sorted(summaries, "mixed"):
+        if s.stale_reads is not None:
+            per_write = f"{s.misses / s.writes:.1f}" if s.writes and s.hit_rate is not None else ""
+            lines.append(f"| {s.config} | {s.workers} | {s.writes_acknowledged} | "
+                         f"{s.reads_checked} | {s.stale_reads} | {_pct(s.hit_rate)} | "
+                         f"{per_write} |")
+    return "\n".join(lines)
+
+
+def _commands_table(summaries: Mapping[tuple[str, int, str], Summary]) -> str:
+    lines = ["| configuration | workers | workload | commands per request | by command |",
+             "|---|---|---|---|---|"]
+    for s in sorted(summaries.values(), key=lambda s: (s.workers, s.workload)):
+        if s.redis_commands_per_request is None:
+            continue
+        detail = ", ".join(f"{k} {v:.2f}" for k, v in s.redis_commands.items() if v >= 0.005)
+        lines.append(f"| {s.config} | {s.workers} | {s.workload} | "
+                     f"{s.redis_commands_per_request:.2f} | {detail} |")
+    return "\n".join(lines)
+
+
+def _growth_section(growth: Mapping[str, Any]) -> list[str]:
+    out: list[str] = []
+    keyspace = growth.get("keyspace")
+    if keyspace:
+        out += ["## How cost grows with the keyspace", "",
+                f"Keys added with `DEBUG POPULATE`; the feed's key prefix is "
+                f"`{keyspace.get('prefix', '?')}`.", "",
+                "| keys | Redis DBSIZE | hit req/s | hit p50 ms | hit p99 ms | "
+                "write p50 ms | write p95 ms | Redis usec per call (writes) |",
+                "|---|---|---|---|---|---|---|---|"]
+        for size in keyspace["sizes"]:
+            hit = keyspace["hit"].get(str(size), {})
+            inv = keyspace["invalidate"].get(str(size), {})
+            usec = ", ".join(f"{k} {v}" for k, v in inv.get("redis_usec_per_call", {}).items())
+            out.append(
+                f"| {size:,} | {inv.get('dbsize', hit.get('dbsize', ''))} | "
+                f"{hit.get('rps', 0):,.0f} | {hit.get('latency_ms', {}).get('p50', 0):.2f} | "
+                f"{hit.get('latency_ms', {}).get('p99', 0):.2f} | "
+                f"{inv.get('write_ms', {}).get('p50', 0):.2f} | "
+                f"{inv.get('write_ms', {}).get('p95', 0):.2f} | {usec} |")
+        out.append("")
+    flood = growth.get("memory_flood")
+    if flood:
+        out += ["## Memory fallback under a flood of unique query strings", "",
+                f"{flood['requests']:,} requests (every one a new cache key: a feed cursor) of "
+                f"{flood['unique_query_strings']:,} planned, in "
+                f"{flood['wrk']['duration_s']:.0f} s at most, against the memory-only service: RSS "
+                f"{flood['rss_before_mib']} MiB before, {flood['rss_after_mib']} MiB after "
+                f"(+{flood['rss_growth_mib']} MiB), {flood['errors']} errors.", ""]
+        health = flood.get("health_cache")
+        if health:
+            out += [f"`/health/cache` afterwards: `{health}`", ""]
+    return out
+
+
+def _profile_section(profile: Mapping[str, Any] | None) -> list[str]:
+    if not profile:
+        return []
+    if "error" in profile:
+        return ["## Profile of the hit path", "", profile["error"], ""]
+    out = ["## Profile of the hit path (py-spy, Redis cache, 1 worker, all hits)", "",
+           f"{profile['request_samples']:,} samples inside request handling "
+           f"(of {profile['samples']:,}); under the profiler the service did "
+           f"{profile['wrk_under_profiler']['rps']:,.0f} req/s.", "",
+           "| inclusive time by area | % of request samples |", "|---|---|"]
+    out += [f"| {name} | {share} |" for name, share in profile["inclusive_by_area"]]
+    out += ["", "| self time: function | % |", "|---|---|"]
+    out += [f"| `{name}` | {share} |" for name, share in profile["self_top"]]
+    return out + [""]
+
+
+def markdown(*, summaries: Mapping[tuple[str, int, str], Summary], targets: list[Target],
+             growth: Mapping[str, Any], profile: Mapping[str, Any] | None,
+             meta: Mapping[str, Any]) -> str:
+    machine = meta["machine"]
+    lines = [
+        "# Bench results", "",
+        f"Run {meta['started']} with `{meta['command']}`: {meta['rounds']} interleaved rounds, "
+        f"{meta['duration']:.0f} s per wrk run (`wrk -t1 -c64`; the mixed workload "
+        f"`-t{meta['mixed_threads']} -c{meta['mixed_threads']}`, one connection per thread for "
+        f"exact stale-read timing), after a {meta['warmup']:.0f} s warm-up each; database "
+        f"{meta['seed']}. Commit `{machine['commit']}`.", "",
+        f"Machine: {machine['cpu']}, {machine['cores']} cores, {machine['memory_gib']} GiB; "
+        f"load average at start {meta['load_start']}, at end {meta['load_end']}. Other work on "
+        "this machine shares its 2 cores (before each configuration the bench waits up to 15 s "
+        "for the CPUs to be at most 35% busy; median busy share seen: "
+        f"{meta.get('cpu_busy', 'n/a')}): "
+        "compare ratios within this run, not absolute numbers.",
+        "", "![latency and throughput](latest.png)", "",
+        "## Targets", "", targets_table(targets), ""]
+    for workload in ("hits", "misses", "mixed"):
+        if any(s.workload == workload for s in summaries.values()):
+            lines += [f"## {WORKLOAD_TITLES[workload]}", "", workload_table(summaries, workload),
+                      ""]
+    lines += ["## Stale-read verification (mixed workload)", "", _stale_table(summaries), "",
+              "Every read of a written post was compared with the last write acknowledged "
+              "before the read was sent. A PATCH clears the feed, its author's list and the "
+              "post itself, and the next read of each of those misses: with one write in 20 "
+              "requests, a 95% hit rate leaves room for about one miss per write. With 2 "
+              "workers each memory backend is its worker's own, and the pre-warm (one GET per "
+              "URL) warms only the worker that served it.", "",
+              "## Redis commands per request (`INFO commandstats`)", "",
+              _commands_table(summaries), ""]
+    lines += _growth_section(growth)
+    lines += _profile_section(profile)
+    notes = meta.get("notes") or []
+    if notes:
+        lines += ["## Notes", ""] + [f"- {n}" for n in notes] + [""]
+    lines += ["## Versions", "", "| component | version |", "|---|---|"]
+    for group in ("service", "peer"):
+        for name, version in (machine.get(group) or {}).items():
+            lines.append(f"| {group}: {name} | {version} |")
+    for name in ("python", "wrk", "redis_server", "postgresql", "kernel"):
+        lines.append(f"| {name} | {machine.get(name, '')} |")
+    return "\n".join(lines) + "\n"
+
+
+def plot(summaries: Mapping[tuple[str, int, str], Summary], path: Path) -> None:
+    """Throughput (top) and p50/p95/p99 (bottom) per configuration, one column per workload."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    workloads = [w for w in ("hits", "misses", "mixed")
+                 if any(s.workload == w for s in summaries.values())]
+    fig, axes = plt.subplots(2, len(workloads), figsize=(6 * len(workloads), 9), squeeze=False)
+    for col, workload in enumerate(workloads):
+        rows = _sorted(summaries, workload)
+        labels = [f"{s.config}\n{s.workers}w" for s in rows]
+        xs = list(range(len(rows)))
+        colors = ["#999999" if s.config == "limit" else "#d98c3f" if s.config == "peer"
+                  else "#3b75af" for s in rows]
+        top = axes[0][col]
+        top.bar(xs, [s.rps for s in rows], color=colors)
+        top.set_title(WORKLOAD_TITLES[workload].split(" (")[0] + ": requests/s")
+        top.set_xticks(xs, labels, fontsize=7)
+        top.grid(axis="y", alpha=0.3)
+        bottom = axes[1][col]
+        width = 0.27
+        for i, p in enumerate(("p50", "p95", "p99")):
+            bottom.bar([x + (i - 1) * width for x in xs], [s.latency_ms[p] for s in rows],
+                       width, label=p)
+        bottom.set_yscale("log")
+        bottom.set_title("latency (ms, log scale)")
+        bottom.set_xticks(xs, labels, fontsize=7)
+        bottom.grid(axis="y", alpha=0.3)
+        bottom.legend(fontsize=8)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)

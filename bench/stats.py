@@ -1,0 +1,172 @@
+"""Aggregate the rounds of each (configuration, workload) and check the issue's targets."""
+
+from __future__ import annotations
+
+import statistics
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+PERCENTILES = ("p50", "p95", "p99")
+
+
+@dataclass
+class Summary:
+    """The rounds of one configuration on one workload, reduced to medians."""
+
+    config: str
+    workers: int
+    workload: str
+    rps_runs: list[float]
+    latency_ms: dict[str, float]
+    errors: int
+    non_2xx: int
+    hit_rate: float | None
+    redis_commands_per_request: float | None = None
+    redis_commands: dict[str, float] = field(default_factory=dict)
+    stale_reads: int | None = None
+    reads_checked: int | None = None
+    writes_acknowledged: int | None = None
+    misses: int = 0
+    writes: int = 0
+
+    @property
+    def rps(self) -> float:
+        return statistics.median(self.rps_runs) if self.rps_runs else 0.0
+
+
+def summarise(records: Iterable[Mapping[str, Any]]) -> dict[tuple[str, int, str], Summary]:
+    """Group raw records (``measure.Record`` as dicts) by configuration and workload."""
+    groups: dict[tuple[str, int, str], list[Mapping[str, Any]]] = {}
+    for record in records:
+        key = (record["config"], int(record["workers"]), record["workload"])
+        groups.setdefault(key, []).append(record)
+    out: dict[tuple[str, int, str], Summary] = {}
+    for key, runs in groups.items():
+        results = [r["result"] for r in runs]
+        latency = {p: statistics.median(r["latency_ms"][p] for r in results) for p in PERCENTILES}
+        rates = [r["hit_rate"] for r in results if r.get("hit_rate") is not None]
+        hits = sum(r["counts"].get("hit", 0) for r in results)
+        misses = sum(r["counts"].get("miss", 0) for r in results)
+        summary = Summary(
+            *key, rps_runs=[r["rps"] for r in results], latency_ms=latency,
+            errors=sum(r["error_total"] for r in results),
+            non_2xx=sum(r["non_2xx"] for r in results),
+            hit_rate=hits / (hits + misses) if rates and hits + misses else None,
+            misses=misses, writes=sum(r["counts"].get("writes", 0) for r in results))
+        commands = [(r["redis_commands"], r["result"]["requests"]) for r in runs
+                    if r.get("redis_commands") is not None]
+        if commands:
+            requests = sum(n for _, n in commands)
+            per: dict[str, float] = {}
+            for calls, _ in commands:
+                for name, count in calls.items():
+                    per[name] = per.get(name, 0.0) + count
+            summary.redis_commands = {k: v / requests for k, v in sorted(per.items())}
+            summary.redis_commands_per_request = sum(per.values()) / requests if requests else None
+        stale = [r["stale"] for r in runs if r.get("stale")]
+        if stale:
+            summary.stale_reads = sum(s["stale_reads"] for s in stale)
+            summary.reads_checked = sum(s["reads_checked"] for s in stale)
+            summary.writes_acknowledged = sum(s["writes_acknowledged"] for s in stale)
+        out[key] = summary
+    return out
+
+
+def ratio(numerator: float | None, denominator: float | None) -> float | None:
+    if numerator is None or not denominator:
+        return None
+    return numerator / denominator
+
+
+@dataclass(frozen=True)
+class Target:
+    """One target of the issue, measured."""
+
+    name: str
+    measured: str
+    required: str
+    met: bool | None  # None: not measured in this run
+
+
+def _fmt(value: float | None, spec: str = ".2f") -> str:
+    return "n/a" if value is None else format(value, spec)
+
+
+def check_targets(summaries: Mapping[tuple[str, int, str], Summary],
+                  growth: Mapping[str, Any] | None) -> list[Target]:
+    """The issue's targets (1 worker), each with what this run measured."""
+    def get(config: str, workload: str) -> Summary | None:
+        return summaries.get((config, 1, workload))
+
+    targets: list[Target] = []
+    limit, redis_hit, peer = get("limit", "hits"), get("redis", "hits"), get("peer", "hits")
+    if limit and redis_hit:
+        r = ratio(redis_hit.rps, limit.rps)
+        targets.append(Target("Redis hit: req/s vs the limit", f"{_fmt(r)}x", ">= 0.50x",
+                              r is not None and r >= 0.5))
+        p = ratio(redis_hit.latency_ms["p99"], limit.latency_ms["p99"])
+        targets.append(Target("Redis hit: p99 vs the limit's p99", f"{_fmt(p)}x", "<= 3x",
+                              p is not None and p <= 3))
+    if peer and redis_hit:
+        r = ratio(redis_hit.rps, peer.rps)
+        targets.append(Target("All hits: req/s vs the peer", f"{_fmt(r)}x", ">= 6x",
+                              r is not None and r >= 6))
+    nocache = get("no-cache", "misses")
+    for name in ("redis", "memory"):
+        miss = get(name, "misses")
+        if nocache and miss:
+            r = ratio(miss.rps, nocache.rps)
+            targets.append(Target(f"All misses ({name}): req/s vs no cache", f"{_fmt(r)}x",
+                                  ">= 0.90x", r is not None and r >= 0.9))
+    mixed = get("redis", "mixed")
+    if mixed:
+        rate = mixed.hit_rate
+        targets.append(Target("Mixed (Redis): hit rate with 5% writes",
+                              "n/a" if rate is None else f"{100 * rate:.1f}%", ">= 95%",
+                              rate is not None and rate >= 0.95))
+    stale_total = [s for s in summaries.values() if s.stale_reads is not None]
+    if stale_total:
+        n = sum(s.stale_reads or 0 for s in stale_total)
+        checked = sum(s.reads_checked or 0 for s in stale_total)
+        targets.append(Target("Mixed: stale reads (every configuration)",
+                              f"{n} of {checked} checked reads", "0", n == 0 and checked > 0))
+    if growth and growth.get("keyspace"):
+        targets += _growth_targets(growth["keyspace"])
+    if redis_hit and redis_hit.redis_commands_per_request is not None:
+        c = redis_hit.redis_commands_per_request
+        targets.append(Target("Redis commands per hit", _fmt(c), "1", 0 < c <= 1.05))
+    redis_miss = get("redis", "misses")
+    if redis_miss and redis_miss.redis_commands_per_request is not None:
+        c = redis_miss.redis_commands_per_request
+        targets.append(Target("Redis commands per miss", _fmt(c), "<= 3", 0 < c <= 3.05))
+    down = [s for s in summaries.values() if s.config == "redis-stopped"]
+    if down:
+        errors = sum(s.errors for s in down)
+        targets.append(Target("Redis stopped: errors (all runs)", str(errors), "0", errors == 0))
+    down_hit = get("redis-stopped", "hits")
+    if down_hit and redis_hit:
+        r = ratio(down_hit.rps, redis_hit.rps)
+        targets.append(Target("Redis stopped: fallback hit req/s vs Redis hit", f"{_fmt(r)}x",
+                              ">= 1.00x", r is not None and r >= 1.0))
+    return targets
+
+
+def _growth_targets(keyspace: Mapping[str, Any]) -> list[Target]:
+    sizes = [str(s) for s in keyspace.get("sizes", [])]
+    if len(sizes) < 2:
+        return []
+    small, large = sizes[0], sizes[-1]
+    out = []
+    hit = keyspace.get("hit", {})
+    if small in hit and large in hit:
+        r = ratio(hit[large]["latency_ms"]["p50"], hit[small]["latency_ms"]["p50"])
+        out.append(Target(f"Hit p50 at {int(large):,} vs {int(small):,} unrelated keys",
+                          f"{_fmt(r)}x", "<= 1.5x", r is not None and r <= 1.5))
+    inv = keyspace.get("invalidate", {})
+    if small in inv and large in inv:
+        r = ratio(inv[large]["write_ms"]["p50"], inv[small]["write_ms"]["p50"])
+        out.append(Target(f"Write+invalidate p50 at {int(large):,} vs {int(small):,} keys "
+                          "under the prefix", f"{_fmt(r)}x", "<= 1.5x",
+                          r is not None and r <= 1.5))
+    return out

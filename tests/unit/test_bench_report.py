@@ -1,0 +1,55 @@
+"""The bench's markdown report, rendered from synthetic results."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from bench.report import markdown, workload_table
+from bench.stats import check_targets, summarise
+
+
+def _record(config: str, workload: str, rps: float, workers: int = 1,
+            **counts: int) -> dict[str, Any]:
+    return {"config": config, "workers": workers, "workload": workload, "round": 1,
+            "result": {"rps": rps, "requests": int(rps * 8),
+                       "latency_ms": {"p50": 1.0, "p95": 2.0, "p99": 4.0},
+                       "counts": counts, "error_total": 0, "non_2xx": 0,
+                       "hit_rate": 1.0 if counts.get("hit") else None},
+            "redis_commands": None, "stale": None, "notes": []}
+
+
+RECORDS = [
+    _record("limit", "hits", 8000),
+    _record("peer", "hits", 500, hit=4000),
+    _record("redis", "hits", 4000, hit=32000),
+    _record("redis", "mixed", 1000, hit=7000, miss=500, writes=400)
+    | {"stale": {"stale_reads": 0, "reads_checked": 50, "writes_acknowledged": 400}},
+]
+META = {"started": "2026-01-01 00:00 UTC", "command": "python -m bench.run", "rounds": 1,
+        "duration": 8, "warmup": 2, "mixed_threads": 16, "seed": "seeded",
+        "load_start": "0.1", "load_end": "0.2", "notes": ["a note"],
+        "machine": {"cpu": "cpu", "cores": 2, "memory_gib": 4, "commit": "abc",
+                    "service": {"sanic": "1"}, "peer": {"fastapi": "2"}}}
+
+
+def test_workload_table_has_ratios_to_the_limit_and_the_peer() -> None:
+    table = workload_table(summarise(RECORDS), "hits")
+    rows = table.splitlines()
+    assert rows[0].startswith("| configuration |")
+    redis_row = next(r for r in rows if r.startswith("| redis |"))
+    assert "| 0.50x | 8.00x |" in redis_row  # 4000 / 8000 and 4000 / 500
+    # Order: the limit first, then the peer, then the service's configurations.
+    assert [r.split("|")[1].strip() for r in rows[2:]] == ["limit", "peer", "redis"]
+
+
+def test_markdown_renders_every_section_without_growth_or_profile() -> None:
+    summaries = summarise(RECORDS)
+    text = markdown(summaries=summaries, targets=check_targets(summaries, None), growth={},
+                    profile=None, meta=META)
+    assert text.startswith("# Bench results")
+    for heading in ("## Targets", "## All hits", "## Mixed", "## Stale-read verification",
+                    "## Notes", "## Versions"):
+        assert heading in text
+    assert "| Redis hit: req/s vs the limit | 0.50x | >= 0.50x | yes |" in text
+    assert "| redis | 1 | 400 | 50 | 0 | 93.3% | 1.2 |" in text  # 500 misses / 400 writes
+    assert "## All misses" not in text  # no such workload in these results

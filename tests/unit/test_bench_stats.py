@@ -1,0 +1,111 @@
+"""Aggregating bench rounds and checking the issue's targets."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+from bench.stats import check_targets, summarise
+
+
+def _record(config: str, workload: str, rps: float, *, workers: int = 1, round_no: int = 1,
+            p99: float = 10.0, hits: int = 0, misses: int = 0, errors: int = 0,
+            commands: dict[str, int] | None = None, stale: int | None = None) -> dict[str, Any]:
+    requests = int(rps * 10)
+    record: dict[str, Any] = {
+        "config": config, "workers": workers, "workload": workload, "round": round_no,
+        "result": {"rps": rps, "requests": requests,
+                   "latency_ms": {"p50": p99 / 4, "p95": p99 / 2, "p99": p99},
+                   "counts": {"hit": hits, "miss": misses}, "error_total": errors,
+                   "non_2xx": errors, "hit_rate": (hits / (hits + misses)
+                                                   if hits + misses else None)},
+        "redis_commands": commands, "stale": None, "notes": []}
+    if stale is not None:
+        record["stale"] = {"stale_reads": stale, "reads_checked": 100,
+                           "writes_acknowledged": 10}
+    return record
+
+
+def test_rounds_reduce_to_medians_and_pooled_hit_rates() -> None:
+    summaries = summarise([
+        _record("redis", "hits", 1000, p99=10, hits=90, misses=10),
+        _record("redis", "hits", 3000, round_no=2, p99=30, hits=10, misses=0),
+        _record("redis", "hits", 2000, round_no=3, p99=20, hits=0, misses=0),
+    ])
+    s = summaries[("redis", 1, "hits")]
+    assert s.rps == 2000
+    assert s.rps_runs == [1000, 3000, 2000]
+    assert s.latency_ms["p99"] == 20
+    assert s.hit_rate == pytest.approx(100 / 110)
+
+
+def test_redis_commands_are_per_request_over_all_rounds() -> None:
+    summaries = summarise([
+        _record("redis", "misses", 100, commands={"mget": 1000, "set": 1000}),
+        _record("redis", "misses", 100, round_no=2, commands={"mget": 1000, "set": 900}),
+    ])
+    s = summaries[("redis", 1, "misses")]
+    assert s.redis_commands_per_request == pytest.approx(3900 / 2000)
+    assert s.redis_commands == pytest.approx({"mget": 1.0, "set": 0.95})
+
+
+def _targets(records: list[dict[str, Any]],
+             growth: dict[str, Any] | None = None) -> dict[str, Any]:
+    return {t.name: t for t in check_targets(summarise(records), growth)}
+
+
+def test_targets_met_and_missed() -> None:
+    targets = _targets([
+        _record("limit", "hits", 10_000, p99=5),
+        _record("peer", "hits", 1_000, p99=50),
+        _record("redis", "hits", 6_000, p99=16, commands={"mget": 60_000}),
+        _record("no-cache", "misses", 1_000),
+        _record("redis", "misses", 850, commands={"mget": 8_500, "set": 8_500}),
+        _record("memory", "misses", 950),
+        _record("redis", "mixed", 900, hits=96, misses=4, stale=0),
+        _record("redis-stopped", "hits", 6_500, errors=0),
+    ])
+    assert targets["Redis hit: req/s vs the limit"].met is True
+    assert targets["Redis hit: p99 vs the limit's p99"].met is False  # 16 > 3 * 5
+    assert targets["All hits: req/s vs the peer"].met is True
+    assert targets["All misses (redis): req/s vs no cache"].met is False  # 0.85
+    assert targets["All misses (memory): req/s vs no cache"].met is True
+    assert targets["Mixed (Redis): hit rate with 5% writes"].met is True
+    assert targets["Mixed: stale reads (every configuration)"].met is True
+    assert targets["Redis commands per hit"].met is True
+    assert targets["Redis commands per miss"].met is True
+    assert targets["Redis stopped: errors (all runs)"].met is True
+    assert targets["Redis stopped: fallback hit req/s vs Redis hit"].met is True
+
+
+def test_stale_reads_and_errors_fail_their_targets() -> None:
+    targets = _targets([
+        _record("memory", "mixed", 900, hits=50, misses=50, stale=2),
+        _record("redis-stopped", "misses", 100, errors=3),
+    ])
+    assert targets["Mixed: stale reads (every configuration)"].met is False
+    assert targets["Redis stopped: errors (all runs)"].met is False
+
+
+def test_growth_targets_compare_the_largest_keyspace_with_the_smallest() -> None:
+    growth = {"keyspace": {
+        "sizes": [1_000, 1_000_000],
+        "hit": {"1000": {"latency_ms": {"p50": 2.0}}, "1000000": {"latency_ms": {"p50": 2.9}}},
+        "invalidate": {"1000": {"write_ms": {"p50": 4.0}},
+                       "1000000": {"write_ms": {"p50": 9.0}}}}}
+    targets = _targets([], growth)
+    assert targets["Hit p50 at 1,000,000 vs 1,000 unrelated keys"].met is True
+    assert targets["Write+invalidate p50 at 1,000,000 vs 1,000 keys under the prefix"].met \
+        is False
+
+
+def test_redis_command_diffs_keep_only_what_the_run_sent() -> None:
+    from bench.growth import _usec_per_call
+    from bench.measure import diff_calls
+
+    before = {"mget": 10, "set": 5, "ping": 1}
+    after = {"mget": 110, "set": 5, "ping": 2, "incrby": 3}
+    assert diff_calls(before, after) == {"incrby": 3, "mget": 100, "ping": 1}
+    usec = _usec_per_call({"incrby": (10, 100)}, {"incrby": (20, 160), "get": (5, 50)})
+    assert usec == {"incrby": 6.0, "get": 10.0}
