@@ -33,6 +33,7 @@ APP_NAME = "sanic_cached_api"
 
 def create_app(settings: Settings | None = None, *, cache_backend: object | None = None) -> Sanic:
     """Build the service: blueprints, database, error handling and the response cache."""
+    key_generated_here = False
     if not isinstance(settings, Settings):
         # `sanic app:create_app --factory` calls the factory with its argparse Namespace.
         settings = None
@@ -43,8 +44,11 @@ def create_app(settings: Settings | None = None, *, cache_backend: object | None
             # the environment: publishing the generated key makes every worker sign and verify
             # tokens with the same one.
             os.environ["SECRET_KEY"] = settings.secret_key
+            key_generated_here = True
     settings.ensure_data_dir()
     configure_logging(settings.log_level)
+    if key_generated_here:
+        _warn_generated_key()
     # Sanic's default log config adds a handler per sanic.* logger (lines came out twice).
     app = Sanic(APP_NAME, dumps=dumps, configure_logging=False)
     app.config.update(
@@ -84,16 +88,21 @@ def create_app(settings: Settings | None = None, *, cache_backend: object | None
     else:
         log.info("Response cache disabled (CACHE_ENABLED=false)")
 
-    if settings.secret_key_generated:
-        log.warning("SECRET_KEY is not set: using a random development key; tokens will not "
-                    "survive a restart (set SECRET_KEY in production)")
     log.debug("App created for %s", describe_database(settings.database_url))
     return app
+
+
+def _warn_generated_key() -> None:
+    # Logged once, by the process that generated the key (workers receive it).
+    log.warning("SECRET_KEY is not set: using a random development key; tokens will not "
+                "survive a restart (set SECRET_KEY in production)")
 
 
 def main() -> None:
     settings = Settings.from_env()
     configure_logging(settings.log_level)
+    if settings.secret_key_generated:
+        _warn_generated_key()
     loader = AppLoader(factory=partial(create_app, settings))
     app = loader.load()
     app.prepare(host=settings.host, port=settings.port, workers=settings.workers,
