@@ -12,7 +12,8 @@ from functools import wraps
 from typing import Any, TypeVar
 
 from sanic import Blueprint, Request
-from sanic.exceptions import Unauthorized
+from sanic.exceptions import Forbidden, NotFound, Unauthorized
+from tortoise.models import Model
 from sanic.response import HTTPResponse
 from sanic_ext import openapi
 from tortoise.exceptions import IntegrityError
@@ -24,7 +25,7 @@ from handlers.responses import json_response
 from handlers.schemas import AuthOut, LoginBody, MeOut, RegisterBody, TokenOut
 from handlers.security import hash_password, issue_token, read_token, verify_password
 from handlers.serialize import me_out
-from handlers.validation import parse_body
+from handlers.validation import existing_id, parse_body
 from models.stats import UserCounts, user_counts
 from models.user import User
 
@@ -137,3 +138,17 @@ async def me(request: Request) -> HTTPResponse:
     user: User = request.ctx.user
     counts = await user_counts([user.id])
     return json_response(me_out(user, counts[user.id]))
+
+
+ModelT = TypeVar("ModelT", bound=Model)
+
+
+async def load_owned(request: Request, model: type[ModelT], item_id: int, *, resource: str,
+                     owner_field: str, owner_role: str) -> ModelT:
+    """The row ``item_id`` of ``model`` if the signed-in user owns it: else 404, or 403."""
+    item = await model.get_or_none(id=existing_id(item_id, resource))
+    if item is None:
+        raise NotFound(f"{resource} not found")
+    if getattr(item, owner_field) != request.ctx.user.id:
+        raise Forbidden(f"only the {owner_role} may change this {resource}")
+    return item

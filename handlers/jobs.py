@@ -5,14 +5,14 @@ from __future__ import annotations
 from collections import defaultdict
 
 from sanic import Blueprint, Request
-from sanic.exceptions import BadRequest, Forbidden, NotFound
+from sanic.exceptions import BadRequest, NotFound
 from sanic.response import HTTPResponse
 from sanic_ext import openapi
 from tortoise.expressions import Q
 from tortoise.transactions import in_transaction
 
 from handlers import docs
-from handlers.auth import authenticated
+from handlers.auth import authenticated, load_owned
 from handlers.pagination import paginate
 from handlers.responses import json_response
 from handlers.schemas import JobBody, JobOut, JobPage, JobPatch, JobStatsOut
@@ -36,12 +36,8 @@ async def _tags_of(job_ids: list[int]) -> dict[int, list[str]]:
 
 
 async def _own_job(request: Request, job_id: int) -> Job:
-    job = await Job.get_or_none(id=existing_id(job_id, "job"))
-    if job is None:
-        raise NotFound("job not found")
-    if job.owner_id != request.ctx.user.id:  # type: ignore[attr-defined]
-        raise Forbidden("only the owner may change this job")
-    return job
+    return await load_owned(request, Job, job_id, resource="job", owner_field="owner_id",
+                            owner_role="owner")
 
 
 @bp.get("")

@@ -5,12 +5,12 @@ from __future__ import annotations
 from typing import Any
 
 from sanic import Blueprint, Request
-from sanic.exceptions import Forbidden, NotFound
+from sanic.exceptions import NotFound
 from sanic.response import HTTPResponse
 from sanic_ext import openapi
 
 from handlers import docs
-from handlers.auth import authenticated
+from handlers.auth import authenticated, load_owned
 from handlers.pagination import paginate
 from handlers.responses import json_response
 from handlers.schemas import PostBody, PostOut, PostPage
@@ -29,12 +29,8 @@ def _row(post: Post, author: User) -> dict[str, Any]:
 
 
 async def _own_post(request: Request, post_id: int) -> Post:
-    post = await Post.get_or_none(id=existing_id(post_id, "post"))
-    if post is None:
-        raise NotFound("post not found")
-    if post.author_id != request.ctx.user.id:  # type: ignore[attr-defined]
-        raise Forbidden("only the author may change this post")
-    return post
+    return await load_owned(request, Post, post_id, resource="post", owner_field="author_id",
+                            owner_role="author")
 
 
 @bp.get("")
