@@ -22,6 +22,17 @@ function read_headers()
   return {[name] = value}
 end
 
+-- The non-empty lines of the file named by $BENCH_PATHS, and where this thread starts in them
+-- (threads start evenly spread so they do not all walk the same keys in step).
+function load_paths()
+  local paths = {}
+  for line in io.lines(os.getenv("BENCH_PATHS")) do
+    if #line > 0 then table.insert(paths, line) end
+  end
+  local nthreads = tonumber(os.getenv("BENCH_THREADS") or "1")
+  return paths, math.floor((thread_id - 1) * #paths / nthreads) + 1
+end
+
 function count_response(status, headers)
   if status < 300 then counts.s2xx = counts.s2xx + 1
   elseif status < 400 then counts.s3xx = counts.s3xx + 1

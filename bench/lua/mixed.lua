@@ -25,12 +25,9 @@ local logfile = nil
 local lines_since_flush = 0
 
 function init(args)
-  for line in io.lines(os.getenv("BENCH_PATHS")) do
-    if #line > 0 then table.insert(paths, line) end
-  end
+  paths, index = load_paths()
   get_headers = read_headers()
   local nthreads = tonumber(os.getenv("BENCH_THREADS") or "1")
-  index = math.floor((thread_id - 1) * #paths / nthreads) + 1
   write_every = tonumber(os.getenv("BENCH_WRITE_EVERY") or "20")
   local items_file = os.getenv("BENCH_ITEMS")
   if items_file and write_every > 0 then

@@ -12,12 +12,8 @@ local index = 1
 local once = false
 
 function init(args)
-  for line in io.lines(os.getenv("BENCH_PATHS")) do
-    if #line > 0 then table.insert(paths, line) end
-  end
+  paths, index = load_paths()
   get_headers = read_headers()
-  local nthreads = tonumber(os.getenv("BENCH_THREADS") or "1")
-  index = math.floor((thread_id - 1) * #paths / nthreads) + 1
   once = os.getenv("BENCH_ONCE") == "1"
 end
 
