@@ -6,6 +6,10 @@ Layout (network byte order)::
     | len(etag) u8 | len(headers) u16 | len(body) u32 | generations i64 * n | content type
     | etag | headers ("name\\0value" joined by "\\n", UTF-8) | body
 
+No text field holds a CR, and only the header block its own NUL and LF separators, in either
+direction (``encode`` refuses, ``decode`` rejects): a record's headers can be written to the
+wire as they are, and bytes planted in Redis cannot add a header line.
+
 ``decode`` checks every length against the data; anything that does not fit raises
 ``RecordError``, which the cache treats as a miss (and overwrites the entry).
 """
@@ -19,6 +23,7 @@ __all__ = ["FORMAT_VERSION", "Record", "RecordError", "decode", "encode"]
 FORMAT_VERSION = 1
 _MAGIC = b"RC"
 _HEADER = struct.Struct("!2sBHdHBBHI")
+_FIELDS = ("body", "content_type", "etag", "generations", "headers", "status", "stored_at")
 
 
 class RecordError(ValueError):
@@ -28,7 +33,8 @@ class RecordError(ValueError):
 class Record:
     """One cached response (or application value) and the generations it was computed under."""
 
-    __slots__ = ("body", "content_type", "etag", "generations", "headers", "status", "stored_at")
+    __slots__ = ("body", "content_type", "etag", "generations", "headers", "status", "stored_at",
+                 "wire")
 
     def __init__(self, *, status: int, stored_at: float, generations: tuple[int, ...],
                  content_type: str, etag: str, headers: tuple[tuple[str, str], ...],
@@ -40,11 +46,13 @@ class Record:
         self.etag = etag
         self.headers = headers
         self.body = body
+        self.wire: object = None
+        """Memo for the HTTP layer (the encoded header lines of a hit); not stored."""
 
     def __eq__(self, other: object) -> bool:
         if not isinstance(other, Record):
             return NotImplemented
-        return all(getattr(self, name) == getattr(other, name) for name in self.__slots__)
+        return all(getattr(self, name) == getattr(other, name) for name in _FIELDS)
 
     def __repr__(self) -> str:
         return (f"Record(status={self.status}, generations={self.generations}, "
@@ -54,9 +62,11 @@ class Record:
 def encode(record: Record) -> bytes:
     """Serialise ``record``; raises ``RecordError`` if a field does not fit the layout."""
     lines = [f"{name}\0{value}" for name, value in record.headers]
-    if any(line.count("\0") != 1 or "\n" in line for line in lines):
+    if any(line.count("\0") != 1 or "\n" in line or "\r" in line for line in lines):
         # The separators would shift on decode: a value could smuggle in another header.
-        raise RecordError("record header contains a NUL or newline")
+        raise RecordError("record header contains a NUL, CR or LF")
+    if any(c in text for text in (record.content_type, record.etag) for c in "\r\n\0"):
+        raise RecordError("record content type or ETag contains a NUL, CR or LF")
     try:
         headers = "\n".join(lines).encode()
         ctype = record.content_type.encode()
@@ -84,6 +94,9 @@ def decode(data: bytes) -> Record:
     if magic != _MAGIC or version != FORMAT_VERSION:
         raise RecordError(f"not a v{FORMAT_VERSION} record")
     offset = _HEADER.size
+    texts = data[offset + 8 * n:offset + 8 * n + lc + le + lh]
+    if b"\r" in texts or (lc + le and (b"\n" in texts[:lc + le] or b"\0" in texts[:lc + le])):
+        raise RecordError("record text holds a CR, or a separator outside the header block")
     if len(data) != offset + 8 * n + lc + le + lh + lb:
         raise RecordError("record length does not match its header")
     generations = struct.unpack_from(f"!{n}q", data, offset)
@@ -101,7 +114,7 @@ def decode(data: bytes) -> Record:
     if raw_headers:
         for line in raw_headers.split("\n"):
             name, sep, value = line.partition("\0")
-            if not sep:
+            if not sep or "\0" in value:
                 raise RecordError("malformed record header line")
             headers.append((name, value))
     return Record(status=status, stored_at=stored_at, generations=generations,

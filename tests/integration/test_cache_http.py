@@ -63,6 +63,35 @@ async def test_stored_headers_come_back_on_hits(served: Any) -> None:
     assert hit.headers["x-cache"] == "HIT" and hit.headers["x-total-count"] == "3"
 
 
+async def test_a_hit_sends_every_header_line_once(served: Any) -> None:
+    client, _, _ = served
+    await client.get("/items")
+    hit = await client.get("/items")
+    assert hit.headers["x-cache"] == "HIT"
+    for name in ("content-type", "content-length", "etag", "cache-control", "x-cache", "age",
+                 "x-total-count", "connection"):
+        assert len(hit.headers.get_list(name)) == 1, name
+    assert hit.headers["content-length"] == str(len(hit.content))
+
+
+async def test_response_middleware_headers_reach_hits_and_replace_the_records(
+        backend: CacheBackend, settings: CacheSettings) -> None:
+    app, _, _ = build_app(backend, settings)
+
+    @app.on_response
+    async def stamp(request: Any, response: Any) -> None:
+        response.headers["x-served-by"] = "test\r\nx-injected: 1"  # Sanic strips the CR/LF
+        response.headers["cache-control"] = "max-age=5"
+
+    async with running(app) as client:
+        await client.get("/items")
+        hit = await client.get("/items")
+    assert hit.headers["x-cache"] == "HIT"
+    assert hit.headers.get_list("cache-control") == ["max-age=5"]
+    assert hit.headers["x-served-by"] == "testx-injected: 1"
+    assert "x-injected" not in hit.headers
+
+
 async def test_query_canonicalisation_shares_entries(served: Any) -> None:
     client, state, _ = served
     await client.get("/items?limit=2&tag=a")

@@ -74,3 +74,26 @@ def test_unencodable_record_raises() -> None:
 def test_headers_that_would_not_round_trip_raise(headers: tuple[tuple[str, str], ...]) -> None:
     with pytest.raises(RecordError):
         encode(make(headers=headers))
+
+
+@pytest.mark.parametrize("overrides", [
+    {"headers": (("link", "<a>\rset-cookie: x"),)},    # a bare CR ends a header line too
+    {"content_type": "text/plain\r\nset-cookie: x"},
+    {"content_type": "text/plain\0"},
+    {"etag": '"a"\r\nx: y'},
+])
+def test_text_that_could_end_a_header_line_is_refused(overrides: dict[str, object]) -> None:
+    with pytest.raises(RecordError):
+        encode(make(**overrides))
+
+
+@pytest.mark.parametrize("old, new", [
+    (b"<x>; rel=next", b"<x>\r; rel=nex"),          # a CR planted in a header value
+    (b"application/json", b"application/jso\n"),    # a separator in the content type
+    (b"<x>; rel=next", b"<x>; rel=\0ext"),          # a NUL inside a value
+])
+def test_bytes_planted_in_the_store_cannot_add_a_header_line(old: bytes, new: bytes) -> None:
+    data = encode(make())
+    assert old in data and len(old) == len(new)
+    with pytest.raises(RecordError):
+        decode(data.replace(old, new))
