@@ -6,11 +6,8 @@ Every variable the cache reads (all optional):
 ``REDIS_URL``                   ``redis://``, ``rediss://`` (TLS) or ``unix://``; selects
                                 Redis with the in-process cache as fallback. Unset: memory.
 ``REDIS_PRIVATE_URL``           Used when ``REDIS_URL`` is unset (Railway's private URL).
-``REDIS_POOL_SIZE``             Connections in the pool (default 10).
-``REDIS_POOL_TIMEOUT``          Seconds a request waits for a free connection (default 1.0).
 ``REDIS_CONNECT_TIMEOUT``       TCP connect timeout in seconds (default 2).
-``REDIS_SOCKET_TIMEOUT``        Read/write timeout per command in seconds (default 2).
-``REDIS_HEALTH_CHECK_INTERVAL`` Idle seconds after which a connection is PINGed (default 30).
+``REDIS_SOCKET_TIMEOUT``        Seconds a command waits for its reply (default 2).
 ``REDIS_TLS_CA_CERTS``          CA bundle for ``rediss://`` (default: system store).
 ``REDIS_TLS_INSECURE``          ``true`` disables certificate and hostname checks (default
                                 false: verification is on for ``rediss://``).
@@ -101,16 +98,10 @@ class CacheSettings:
 
     redis_url: str | None = None
     """``REDIS_URL`` (else ``REDIS_PRIVATE_URL``); ``None`` means the in-process cache only."""
-    pool_size: int = 10
-    """``REDIS_POOL_SIZE``: most connections the pool opens."""
-    pool_timeout: float = 1.0
-    """``REDIS_POOL_TIMEOUT``: seconds to wait for a free pooled connection."""
     connect_timeout: float = 2.0
     """``REDIS_CONNECT_TIMEOUT``: seconds to open a TCP (and TLS) connection."""
     socket_timeout: float = 2.0
-    """``REDIS_SOCKET_TIMEOUT``: seconds a command may wait on the socket."""
-    health_check_interval: float = 30.0
-    """``REDIS_HEALTH_CHECK_INTERVAL``: idle seconds after which a connection is checked."""
+    """``REDIS_SOCKET_TIMEOUT``: seconds a command may wait for its reply."""
     tls_ca_certs: str | None = None
     """``REDIS_TLS_CA_CERTS``: CA bundle path for ``rediss://``; ``None`` uses the system store."""
     tls_insecure: bool = False
@@ -156,12 +147,8 @@ class CacheSettings:
         d = cls
         return cls(
             redis_url=url,
-            pool_size=_int(env, "REDIS_POOL_SIZE", d.pool_size, 1),
-            pool_timeout=_float(env, "REDIS_POOL_TIMEOUT", d.pool_timeout, 0.0),
             connect_timeout=_float(env, "REDIS_CONNECT_TIMEOUT", d.connect_timeout, 0.001),
             socket_timeout=_float(env, "REDIS_SOCKET_TIMEOUT", d.socket_timeout, 0.001),
-            health_check_interval=_float(env, "REDIS_HEALTH_CHECK_INTERVAL",
-                                         d.health_check_interval, 0.0),
             tls_ca_certs=env.get("REDIS_TLS_CA_CERTS", "").strip() or None,
             tls_insecure=_bool(env, "REDIS_TLS_INSECURE", d.tls_insecure),
             namespace=env.get("CACHE_NAMESPACE", "").strip() or d.namespace,

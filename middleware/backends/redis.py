@@ -1,9 +1,11 @@
-"""Redis backend: redis.asyncio (hiredis parser when installed) on a blocking pool.
+"""Redis backend: one pipelined connection per worker (``PipelinedRedis``), or any redis.asyncio
+client (fakeredis in tests, a client the application built itself).
 
-Every pool, timeout and retry setting is explicit (redis-py 8 changed several defaults): a
-dead Redis costs one bounded attempt (one quick reconnect on a refused/reset connection, never
-a retry after a timeout), not seconds of backoff. All redis, OS and timeout errors become
-``CacheBackendError`` raised ``from`` the original.
+Every timeout is explicit (redis-py 8 changed several defaults): a dead Redis costs one connect
+attempt or one socket timeout, never seconds of retries and backoff; the circuit breaker above
+decides when to try again. All redis, OS and timeout errors become ``CacheBackendError`` raised
+``from`` the original; an error reply (wrong type, OOM) is not transient, a connection or
+timeout error is.
 
 Generation counters are keys without a TTL while entries always have one, so run Redis with
 ``maxmemory-policy`` ``noeviction`` or a ``volatile-*`` policy: an evicted counter could
@@ -15,168 +17,152 @@ may serve entries they had invalidated, until their TTL; a restart that loses ev
 from __future__ import annotations
 
 import asyncio
+import logging
+import ssl
 import time
-from collections.abc import AsyncIterator, Sequence
-from contextlib import asynccontextmanager
-from typing import TYPE_CHECKING, Any
+from collections.abc import Sequence
+from dataclasses import replace
+from typing import TYPE_CHECKING, Any, Protocol
 
 from redis import exceptions as redis_errors
-from redis.asyncio import BlockingConnectionPool, Redis
-from redis.asyncio.retry import Retry
-from redis.backoff import ExponentialWithJitterBackoff
+from redis.connection import parse_url
 
 from middleware.backends.base import CacheBackendError
+from middleware.backends.pipelined import PipelinedRedis
 from middleware.settings import redact_url
 
 if TYPE_CHECKING:
+    from redis.asyncio import Redis
+
     from middleware.settings import CacheSettings
 
-__all__ = ["RedisBackend", "redis_connection_kwargs"]
+__all__ = ["RedisBackend", "RedisClientAdapter", "ssl_context_for"]
+
+log = logging.getLogger(__name__)
+
+_URL_OPTIONS = frozenset({"host", "port", "path", "db", "username", "password",
+                          "connection_class", "ssl_cert_reqs", "ssl_ca_certs", "socket_timeout",
+                          "socket_connect_timeout"})
 
 _TRANSIENT: tuple[type[BaseException], ...] = (
     redis_errors.ConnectionError, redis_errors.TimeoutError, OSError, asyncio.TimeoutError,
 )
 
 
-def redis_connection_kwargs(url: str, settings: CacheSettings) -> dict[str, Any]:
-    """The explicit pool/connection settings for ``url`` (exposed for tests and docs)."""
-    kwargs: dict[str, Any] = {
-        "max_connections": settings.pool_size,
-        "timeout": settings.pool_timeout,
-        "socket_connect_timeout": settings.connect_timeout,
-        "socket_timeout": settings.socket_timeout,
-        "socket_keepalive": True,
-        "health_check_interval": settings.health_check_interval,
-        # One quick reconnect when a pooled connection was reset (Redis restarted); timeouts
-        # are never retried, so a hanging Redis costs exactly one socket timeout.
-        "retry": Retry(ExponentialWithJitterBackoff(base=0.01, cap=0.05), retries=1,
-                       supported_errors=(redis_errors.ConnectionError,)),
-        "retry_on_error": [],
-        "decode_responses": False,
-    }
-    if url.startswith("rediss://"):
-        kwargs["ssl_cert_reqs"] = "none" if settings.tls_insecure else "required"
-        kwargs["ssl_check_hostname"] = not settings.tls_insecure
-        if settings.tls_ca_certs:
-            kwargs["ssl_ca_certs"] = settings.tls_ca_certs
-    return kwargs
+def ssl_context_for(settings: CacheSettings) -> ssl.SSLContext:
+    """The TLS settings for ``rediss://``: verified against ``tls_ca_certs`` (or the system
+    store) with the host name checked, unless ``tls_insecure``."""
+    context = ssl.create_default_context(cafile=settings.tls_ca_certs)
+    if settings.tls_insecure:
+        context.check_hostname = False
+        context.verify_mode = ssl.CERT_NONE
+    return context
+
+
+class Commands(Protocol):
+    """What the backend needs of a client: a list of commands in, their replies out."""
+
+    async def execute(self, commands: Sequence[Sequence[Any]]) -> list[Any]: ...
+
+    async def aclose(self) -> None: ...
+
+
+class RedisClientAdapter:
+    """A redis.asyncio client (or fakeredis) as ``Commands``: one pipeline per call."""
+
+    def __init__(self, client: Redis) -> None:
+        self.client = client
+
+    async def execute(self, commands: Sequence[Sequence[Any]]) -> list[Any]:
+        async with self.client.pipeline(transaction=False) as pipe:
+            for command in commands:
+                pipe.execute_command(*command)
+            return list(await pipe.execute(raise_on_error=False))
+
+    async def aclose(self) -> None:
+        await self.client.aclose()
 
 
 class RedisBackend:
     """The shared backend: entries and generation counters live in Redis.
 
-    ``get_many`` calls issued in the same event-loop iteration (concurrent requests) are sent
-    as one pipeline: one write and one read on one pooled connection instead of one per
-    request, which is most of a hit's cost on a busy worker. Each caller still gets its own
-    MGET's reply (one round trip); an error fails every caller of that batch.
+    ``client``: a ``PipelinedRedis`` (``from_url``), or a redis.asyncio client, which is
+    wrapped in ``RedisClientAdapter``. Each operation is one round trip.
     """
 
     name = "redis"
     shared = True
 
-    def __init__(self, client: Redis, *, url: str | None = None, batch: bool = True) -> None:
-        self.client = client
+    def __init__(self, client: Commands | Redis, *, url: str | None = None) -> None:
+        self.client: Commands = (client if hasattr(client, "execute")  # type: ignore[assignment]
+                                 else RedisClientAdapter(client))  # type: ignore[arg-type]
         self.url_redacted = redact_url(url)
-        self.batch = batch
-        self._queue: list[tuple[Sequence[str], asyncio.Future[list[Any]]]] = []
-        self._flushing: set[asyncio.Task[None]] = set()
-        self.batches = 0
 
     @classmethod
     def from_url(cls, url: str, settings: CacheSettings) -> RedisBackend:
-        """A backend on a ``BlockingConnectionPool`` built from ``url`` and ``settings``."""
-        pool = BlockingConnectionPool.from_url(url, **redis_connection_kwargs(url, settings))
-        return cls(Redis.from_pool(pool), url=url)
+        """A backend on one pipelined connection to ``url``, with ``settings``' timeouts.
 
-    @property
-    def parser(self) -> str:
-        """Name of the reply parser class in use (``_AsyncHiredisParser`` with hiredis)."""
-        pool = self.client.connection_pool
-        parser = pool.connection_kwargs.get("parser_class")
-        if parser is None:
-            from redis.asyncio.connection import DefaultParser
-            parser = DefaultParser
-        return str(parser.__name__)
+        The URL's own ``ssl_cert_reqs=none`` (Heroku-style), ``ssl_ca_certs``,
+        ``socket_timeout`` and ``socket_connect_timeout`` options override the settings; any
+        other query option is logged as ignored.
+        """
+        options = parse_url(url)
+        ignored = sorted(set(options) - _URL_OPTIONS)
+        if ignored:
+            log.warning("Redis URL options ignored by the cache: %s", ", ".join(ignored))
+        settings = replace(
+            settings,
+            tls_insecure=settings.tls_insecure or str(options.get("ssl_cert_reqs", "")).lower()
+            in {"none", str(int(ssl.CERT_NONE))},
+            tls_ca_certs=options.get("ssl_ca_certs") or settings.tls_ca_certs,
+            socket_timeout=float(options.get("socket_timeout") or settings.socket_timeout),
+            connect_timeout=float(options.get("socket_connect_timeout")
+                                  or settings.connect_timeout))
+        client = PipelinedRedis(
+            url, connect_timeout=settings.connect_timeout, socket_timeout=settings.socket_timeout,
+            ssl_context=ssl_context_for(settings) if url.startswith("rediss://") else None)
+        return cls(client, url=url)
 
-    @asynccontextmanager
-    async def _errors(self, operation: str) -> AsyncIterator[None]:
+    async def _run(self, operation: str, commands: Sequence[Sequence[Any]]) -> list[Any]:
         try:
-            yield
+            replies = await self.client.execute(commands)
         except _TRANSIENT as exc:
             raise CacheBackendError(f"redis {operation}: {type(exc).__name__}: {exc}",
                                     transient=True) from exc
         except redis_errors.RedisError as exc:
             raise CacheBackendError(f"redis {operation}: {type(exc).__name__}: {exc}",
                                     transient=False) from exc
+        for reply in replies:
+            if isinstance(reply, Exception):
+                raise CacheBackendError(f"redis {operation}: {type(reply).__name__}: {reply}",
+                                        transient=isinstance(reply, _TRANSIENT)) from reply
+        return replies
 
     async def get_many(self, keys: Sequence[str]) -> list[bytes | None]:
-        if not self.batch:
-            async with self._errors("MGET"):
-                values: list[Any] = await self.client.mget(keys)
-            return values
-        loop = asyncio.get_running_loop()
-        future: asyncio.Future[list[Any]] = loop.create_future()
-        self._queue.append((keys, future))
-        if len(self._queue) == 1:
-            loop.call_soon(self._flush)
-        async with self._errors("MGET"):
-            return await future
-
-    def _flush(self) -> None:
-        batch, self._queue = self._queue, []
-        task = asyncio.ensure_future(self._send(batch))
-        self._flushing.add(task)
-        task.add_done_callback(self._flushing.discard)
-
-    async def _send(self, batch: list[tuple[Sequence[str], asyncio.Future[list[Any]]]]) -> None:
-        try:
-            if len(batch) == 1:
-                replies = [await self.client.mget(batch[0][0])]
-            else:
-                self.batches += 1
-                async with self.client.pipeline(transaction=False) as pipe:
-                    for keys, _ in batch:
-                        pipe.mget(keys)
-                    replies = await pipe.execute()
-        except Exception as exc:  # handed to every waiting caller, re-raised there
-            for _, future in batch:
-                if not future.done():
-                    future.set_exception(exc)
-            return
-        except BaseException:
-            for _, future in batch:
-                future.cancel()
-            raise
-        for (_, future), reply in zip(batch, replies):
-            if not future.done():
-                future.set_result(reply)
+        values: list[bytes | None] = (await self._run("MGET", (("MGET", *keys),)))[0]
+        return values
 
     async def set(self, key: str, value: bytes, ttl: float) -> None:
-        async with self._errors("SET"):
-            await self.client.set(key, value, px=max(1, int(ttl * 1000)))
+        await self._run("SET", (("SET", key, value, "PX", max(1, int(ttl * 1000))),))
 
     async def delete(self, keys: Sequence[str]) -> int:
         if not keys:
             return 0
-        async with self._errors("DEL"):
-            return int(await self.client.delete(*keys))
+        return int((await self._run("DEL", (("DEL", *keys),)))[0])
 
     async def incr_many(self, keys: Sequence[str]) -> list[int]:
         if not keys:
             return []
-        async with self._errors("INCR"):
-            async with self.client.pipeline(transaction=False) as pipe:
-                for key in keys:
-                    pipe.incr(key)
-                results = await pipe.execute()
-        return [int(value) for value in results]
+        return [int(value) for value in await self._run("INCR", [("INCR", k) for k in keys])]
 
     async def ping(self) -> float:
         start = time.perf_counter()
-        async with self._errors("PING"):
-            await self.client.ping()
+        await self._run("PING", (("PING",),))
         return (time.perf_counter() - start) * 1000.0
 
     async def close(self) -> None:
-        async with self._errors("close"):
+        try:
             await self.client.aclose()
+        except (*_TRANSIENT, redis_errors.RedisError) as exc:
+            raise CacheBackendError(f"redis close: {type(exc).__name__}: {exc}",
+                                    transient=True) from exc

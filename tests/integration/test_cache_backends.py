@@ -10,10 +10,16 @@ from typing import Any
 
 import pytest
 from fakeredis import FakeAsyncRedis, FakeServer
+from pytest_redis import factories as redis_factories
 
 from middleware import CacheBackend, CacheBackendError, CacheSettings, RedisBackend
+from middleware.backends.pipelined import PipelinedRedis
 from tests.integration.cache_testapp import BACKENDS, open_backend
 from tests.server import free_port
+
+
+redis_with_password = redis_factories.redis_proc(port=None, password="secret", timeout=10)
+redis_restartable = redis_factories.redis_proc(port=None, timeout=10)
 
 
 @pytest.fixture(params=BACKENDS)
@@ -70,24 +76,51 @@ async def test_ping(backend: CacheBackend) -> None:
     assert await backend.ping() >= 0.0
 
 
-async def test_dead_port_is_one_bounded_attempt(monkeypatch: pytest.MonkeyPatch) -> None:
-    attempts = 0
-    real_open = asyncio.open_connection
-
-    async def counting_open(*args: Any, **kwargs: Any) -> Any:
-        nonlocal attempts
-        attempts += 1
-        return await real_open(*args, **kwargs)
-
-    monkeypatch.setattr(asyncio, "open_connection", counting_open)
+async def test_dead_port_is_one_bounded_attempt() -> None:
     port = free_port()  # nothing listens here
     backend = RedisBackend.from_url(f"redis://127.0.0.1:{port}/0", CacheSettings())
-    with pytest.raises(CacheBackendError) as info:
-        await backend.get_many(["k"])
-    # One attempt plus the single quick reconnect; redis-py's default would retry 10 times.
-    assert attempts <= 2
-    assert info.value.transient and info.value.__cause__ is not None
+    client = backend.client
+    assert isinstance(client, PipelinedRedis)
+    started = time.monotonic()
+    for _ in range(3):
+        with pytest.raises(CacheBackendError) as info:
+            await backend.get_many(["k"])
+        assert info.value.transient and info.value.__cause__ is not None
+    # One connect attempt per call, no retries or backoff (redis-py's default retries 10 times).
+    assert client.connects == 3 and time.monotonic() - started < 1.0
     await backend.close()
+
+
+async def test_a_silent_server_costs_one_socket_timeout() -> None:
+    """A server that accepts but never answers: every waiting call fails after the timeout."""
+    silent = await asyncio.start_server(lambda r, w: None, "127.0.0.1", 0)
+    port = silent.sockets[0].getsockname()[1]
+    backend = RedisBackend.from_url(f"redis://127.0.0.1:{port}/0",
+                                    CacheSettings(socket_timeout=0.2))
+    started = time.monotonic()
+    results = await asyncio.gather(*(backend.get_many(["k"]) for _ in range(5)),
+                                   backend.set("k", b"v", 5), return_exceptions=True)
+    elapsed = time.monotonic() - started
+    assert all(isinstance(r, CacheBackendError) and r.transient for r in results)
+    assert 0.15 < elapsed < 1.0
+    await backend.close()
+    silent.close()
+
+
+async def test_a_connect_that_hangs_costs_one_connect_timeout() -> None:
+    """The TCP connect succeeds but TLS never answers: bounded by the connect timeout."""
+    silent = await asyncio.start_server(lambda r, w: None, "127.0.0.1", 0)
+    port = silent.sockets[0].getsockname()[1]
+    backend = RedisBackend.from_url(f"rediss://127.0.0.1:{port}/0",
+                                    CacheSettings(connect_timeout=0.2, tls_insecure=True))
+    started = time.monotonic()
+    results = await asyncio.gather(*(backend.get_many(["k"]) for _ in range(4)),
+                                   return_exceptions=True)
+    assert all(isinstance(r, CacheBackendError) and r.transient for r in results)
+    assert time.monotonic() - started < 1.0
+    assert backend.client.connects == 1  # type: ignore[attr-defined] # concurrent calls share it
+    await backend.close()
+    silent.close()
 
 
 async def test_fakeredis_disconnect_is_a_transient_error() -> None:
@@ -112,20 +145,40 @@ async def test_redis_answering_an_error_is_not_transient() -> None:
 
 
 @pytest.mark.redis
-async def test_real_redis_uses_hiredis_and_the_blocking_pool(redis_server: Any) -> None:
-    proc = redis_server
-    backend = RedisBackend.from_url(f"redis://:pw@{proc.host}:{proc.port}/0",
-                                    CacheSettings(pool_size=3))
-    pool = backend.client.connection_pool
-    assert type(pool).__name__ == "BlockingConnectionPool" and pool.max_connections == 3
-    assert "Hiredis" in backend.parser
-    assert backend.url_redacted == f"redis://:***@{proc.host}:{proc.port}/0"
+async def test_password_and_database_from_the_url(redis_with_password: Any) -> None:
+    proc = redis_with_password
+    base = f"{proc.host}:{proc.port}"
+    good = RedisBackend.from_url(f"redis://:secret@{base}/3", CacheSettings())
+    await good.set("k", b"db3", 30)
+    assert await good.get_many(["k"]) == [b"db3"]
+    assert good.url_redacted == f"redis://:***@{base}/3"
+    other_db = RedisBackend.from_url(f"redis://default:secret@{base}/4", CacheSettings())
+    assert await other_db.get_many(["k"]) == [None]
+    wrong = RedisBackend.from_url(f"redis://:nope@{base}/0", CacheSettings())
+    with pytest.raises(CacheBackendError) as info:
+        await wrong.get_many(["k"])
+    assert info.value.transient  # the breaker counts it: a wrong password stays wrong
+    for backend in (good, other_db, wrong):
+        await backend.close()
+
+
+@pytest.mark.redis
+async def test_real_redis_restart_reconnects_on_the_next_call(redis_restartable: Any) -> None:
+    proc = redis_restartable
+    backend = RedisBackend.from_url(f"redis://{proc.host}:{proc.port}/0", CacheSettings())
+    await backend.set("k", b"v", 30)
+    proc.stop()
+    with pytest.raises(CacheBackendError) as info:
+        await backend.get_many(["k"])
+    assert info.value.transient
+    proc.start()
+    assert await backend.get_many(["k"]) == [b"v"]  # a new connection (the dump reloaded)
     await backend.close()
 
 
 @pytest.mark.parametrize("kind", ["fakeredis", pytest.param("redis", marks=pytest.mark.redis)])
-async def test_concurrent_reads_share_one_pipeline(kind: str,
-                                                   request: pytest.FixtureRequest) -> None:
+async def test_concurrent_reads_get_their_own_replies(
+        kind: str, request: pytest.FixtureRequest) -> None:
     backend = await open_backend(kind, request, CacheSettings())
     assert isinstance(backend, RedisBackend)
     ns = f"bt{uuid.uuid4().hex[:10]}"
@@ -134,7 +187,6 @@ async def test_concurrent_reads_share_one_pipeline(kind: str,
     replies = await asyncio.gather(*(backend.get_many([f"{ns}:{n}", f"{ns}:none"])
                                      for n in range(5)))
     assert replies == [[str(n).encode(), None] for n in range(5)]
-    assert backend.batches == 1
     await backend.close()
 
 
@@ -147,3 +199,16 @@ async def test_a_failed_batch_fails_every_caller() -> None:
     assert all(isinstance(r, CacheBackendError) and r.transient for r in results)
     server.connected = True
     assert await backend.get_many(["k"]) == [None]
+
+
+@pytest.mark.parametrize(("query", "insecure", "timeout"), [
+    ("", False, 2.0),
+    ("?ssl_cert_reqs=none", True, 2.0),
+    ("?ssl_cert_reqs=required&socket_timeout=0.5", False, 0.5),
+])
+def test_url_options_the_cache_honours(query: str, insecure: bool, timeout: float) -> None:
+    backend = RedisBackend.from_url(f"rediss://:pw@127.0.0.1:6380/0{query}", CacheSettings())
+    client = backend.client
+    assert isinstance(client, PipelinedRedis) and client.ssl_context is not None
+    assert client.ssl_context.check_hostname is not insecure
+    assert client.socket_timeout == timeout

@@ -3,6 +3,8 @@
 Each failure class gets the server that produces it: a ``--requirepass`` server, a closed port,
 a port that accepts but never answers, and a TLS server whose certificate comes from a CA made
 here with the ``openssl`` CLI (verified with the right CA, with an unrelated one, and not at all).
+What the checker claims about the connection (one, carrying every concurrent command) is checked
+against the server's own counters.
 """
 
 from __future__ import annotations
@@ -14,9 +16,11 @@ import subprocess
 import sys
 import time
 from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
+import redis
 from pytest_redis import factories as redis_factories
 from pytest_redis.executor import RedisExecutor
 
@@ -40,10 +44,10 @@ def run(*argv: str) -> tuple[int, str, str]:
 @pytest.fixture(autouse=True)
 def clean_env(monkeypatch: pytest.MonkeyPatch) -> None:
     for name in ("REDIS_URL", "REDIS_PRIVATE_URL", "REDIS_TLS_CA_CERTS", "REDIS_TLS_INSECURE",
-                 "REDIS_POOL_SIZE"):
+                 "CACHE_NAMESPACE"):
         monkeypatch.delenv(name, raising=False)
     # Generous limits: the machine is shared and busy; the timeout tests set their own.
-    for name in ("REDIS_CONNECT_TIMEOUT", "REDIS_SOCKET_TIMEOUT", "REDIS_POOL_TIMEOUT"):
+    for name in ("REDIS_CONNECT_TIMEOUT", "REDIS_SOCKET_TIMEOUT"):
         monkeypatch.setenv(name, "15")
 
 
@@ -51,17 +55,35 @@ def clean_env(monkeypatch: pytest.MonkeyPatch) -> None:
 
 def test_success_reports_every_check(redis_server: RedisExecutor) -> None:
     code, out, err = run("--url", f"redis://{redis_server.host}:{redis_server.port}/0",
-                         "--pool-size", "3", "--concurrency", "12")
+                         "--concurrency", "12")
     assert (code, err) == (0, "")
     lines = {line.split(None, 1)[0]: line for line in out.splitlines()}
     assert "TLS        off (redis://)" in lines["TLS"]
     assert lines["PING"].startswith("PING       ") and " ms (median of 5" in lines["PING"]
     assert "SET/GET/DEL ok" in lines["round"]
-    # 12 concurrent commands through a pool of 3 open exactly 3 connections and all succeed.
-    assert "12 concurrent PINGs through a pool of 3: all ok" in lines["pool"]
-    assert "3 connection(s) opened" in lines["pool"]
+    assert "12 concurrent PINGs on one connection: all ok" in lines["pipelining"]
+    assert "1 connection opened" in lines["pipelining"]
     assert lines["server"].startswith("server     Redis ")
     assert out.splitlines()[-1] == "OK"
+
+
+def test_concurrent_commands_share_one_connection(redis_server: RedisExecutor) -> None:
+    # The server's counters, not the checker's word: one connection accepted for the whole
+    # run, and every PING reached it (1 to connect, 5 for latency, 40 concurrent).
+    with redis.Redis(host=redis_server.host, port=redis_server.port) as server:
+        def counts() -> tuple[int, int]:
+            stats, commands = server.info("stats"), server.info("commandstats")
+            return (stats["total_connections_received"],
+                    commands.get("cmdstat_ping", {}).get("calls", 0))
+
+        connections, pings = counts()
+        code, out, err = run("--url", f"redis://{redis_server.host}:{redis_server.port}/0",
+                             "--concurrency", "40")
+        assert (code, err) == (0, "")
+        assert "40 concurrent PINGs on one connection: all ok" in out
+        assert counts() == (connections + 1, pings + 1 + 5 + 40)
+        # The throwaway key of the round trip is gone.
+        assert not server.keys("rc:checker:*")
 
 
 def test_password_in_url_works_and_is_never_printed(redis_with_password: RedisExecutor) -> None:
@@ -81,16 +103,42 @@ def test_wrong_password_is_an_auth_failure(redis_with_password: RedisExecutor) -
     assert PASSWORD not in out + err
 
 
-def test_missing_password_says_the_url_has_none(redis_with_password: RedisExecutor) -> None:
-    code, _, err = run("--url", f"redis://{redis_with_password.host}:{redis_with_password.port}")
+@pytest.mark.parametrize("database", ["", "/3"])  # "/3": the server refuses SELECT, not AUTH
+def test_missing_password_says_the_url_has_none(redis_with_password: RedisExecutor,
+                                                database: str) -> None:
+    code, _, err = run("--url", f"redis://{redis_with_password.host}:{redis_with_password.port}"
+                                f"{database}")
     assert code == checker.EXIT_AUTH
-    assert "requires a password and the URL has none" in err
+    assert err.startswith("FAIL (auth): the server requires a password and the URL has none")
 
 
-def test_closed_port_is_refused() -> None:
-    code, _, err = run("--url", f"redis://127.0.0.1:{free_port()}/0")
+def test_password_for_a_server_without_one_is_an_auth_failure(
+        redis_server: RedisExecutor) -> None:
+    code, out, err = run("--url", f"redis://:{PASSWORD}@{redis_server.host}:{redis_server.port}")
+    assert code == checker.EXIT_AUTH
+    assert err.startswith("FAIL (auth): Redis rejected the credentials")
+    assert "without any password configured" in err
+    assert PASSWORD not in out + err
+
+
+def test_database_the_server_does_not_have_is_a_bad_url(redis_server: RedisExecutor) -> None:
+    code, _, err = run("--url", f"redis://{redis_server.host}:{redis_server.port}/99")
+    assert code == checker.EXIT_CONFIG
+    assert err.startswith("FAIL (bad URL): bad database number")
+    assert "DB index is out of range" in err
+
+
+@pytest.mark.parametrize("host", ["127.0.0.1", "localhost"])
+def test_closed_port_is_refused(host: str) -> None:
+    code, _, err = run("--url", f"redis://{host}:{free_port()}/0")
     assert code == checker.EXIT_REFUSED
-    assert err.startswith("FAIL (refused): nothing accepts connections at redis://127.0.0.1:")
+    assert err.startswith(f"FAIL (refused): nothing accepts connections at redis://{host}:")
+
+
+def test_unknown_host_is_unreachable() -> None:
+    code, _, err = run("--url", "redis://no-such-host.invalid:6379/0")  # RFC 6761: never exists
+    assert code == checker.EXIT_REFUSED
+    assert err.startswith("FAIL (unreachable): cannot resolve the host")
 
 
 def test_silent_server_is_a_timeout(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -102,7 +150,7 @@ def test_silent_server_is_a_timeout(monkeypatch: pytest.MonkeyPatch) -> None:
         silent.listen(8)
         code, _, err = run("--url", f"redis://127.0.0.1:{silent.getsockname()[1]}/0")
     assert code == checker.EXIT_TIMEOUT
-    assert err.startswith("FAIL (timeout): no answer in time")
+    assert err.startswith("FAIL (timeout): no answer in time: Redis did not answer within 0.3 s")
 
 
 @pytest.mark.parametrize(("url", "reason"), [
@@ -110,6 +158,7 @@ def test_silent_server_is_a_timeout(monkeypatch: pytest.MonkeyPatch) -> None:
     ("redis://:hunter2hunter2@example.com:99999/0", "Port out of range"),
     ("redis:///0", "no host"),
     ("redis://example.com:6379/cache", "database must be a number"),
+    ("redis://example.com:6379/0?socket_timeout=soon", "Invalid value for 'socket_timeout'"),
 ])
 def test_bad_url(url: str, reason: str) -> None:
     code, out, err = run("--url", url)
@@ -170,15 +219,15 @@ def tls_files(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return directory
 
 
-@pytest.fixture(scope="module")
-def tls_redis(tls_files: Path) -> Iterator[int]:
+@contextmanager
+def _tls_server(tls_files: Path, auth_clients: str) -> Iterator[int]:
     """A throwaway redis-server speaking only TLS on a free loopback port."""
     port = free_port()
     proc = subprocess.Popen(
         ["redis-server", "--port", "0", "--tls-port", str(port), "--bind", "127.0.0.1",
          "--tls-cert-file", str(tls_files / "server.crt"),
          "--tls-key-file", str(tls_files / "server.key"),
-         "--tls-ca-cert-file", str(tls_files / "ca.crt"), "--tls-auth-clients", "no",
+         "--tls-ca-cert-file", str(tls_files / "ca.crt"), "--tls-auth-clients", auth_clients,
          "--save", "", "--appendonly", "no", "--dir", str(tls_files)],
         stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     try:
@@ -196,6 +245,18 @@ def tls_redis(tls_files: Path) -> Iterator[int]:
         proc.wait(timeout=10)
         assert proc.stdout is not None
         proc.stdout.close()
+
+
+@pytest.fixture(scope="module")
+def tls_redis(tls_files: Path) -> Iterator[int]:
+    with _tls_server(tls_files, auth_clients="no") as port:
+        yield port
+
+
+@pytest.fixture(scope="module")
+def tls_redis_wanting_client_certs(tls_files: Path) -> Iterator[int]:
+    with _tls_server(tls_files, auth_clients="yes") as port:
+        yield port
 
 
 def test_tls_with_the_right_ca_is_verified(tls_files: Path, tls_redis: int) -> None:
@@ -224,6 +285,29 @@ def test_tls_ca_from_the_environment(tls_files: Path, tls_redis: int,
     assert run()[0] == 0
 
 
+def test_ca_file_without_a_certificate_is_a_bad_setting(tmp_path: Path, tls_redis: int) -> None:
+    not_a_ca = tmp_path / "ca.pem"
+    not_a_ca.write_text("not a certificate\n")
+    code, _, err = run("--url", f"rediss://localhost:{tls_redis}/0", "--ca-certs", str(not_a_ca))
+    assert code == checker.EXIT_CONFIG
+    assert err.startswith(f"FAIL (bad setting): REDIS_TLS_CA_CERTS '{not_a_ca}' is not a PEM")
+
+
+def test_server_wanting_a_client_certificate_is_a_tls_failure(
+        tls_files: Path, tls_redis_wanting_client_certs: int) -> None:
+    # TLS 1.3: the handshake completes, the server then rejects the session with an alert on
+    # the first command (the lost connection's cause). Now and then the server's reset
+    # overtakes its alert and the reason is gone: then it is "connection".
+    code, _, err = run("--url", f"rediss://localhost:{tls_redis_wanting_client_certs}/0",
+                       "--ca-certs", str(tls_files / "ca.crt"))
+    if "reset by peer" in err:
+        assert code == checker.EXIT_REFUSED
+        assert err.startswith("FAIL (connection): Connection to Redis lost")
+    else:
+        assert code == checker.EXIT_TLS
+        assert err.startswith("FAIL (TLS): ") and "CERTIFICATE_REQUIRED" in err
+
+
 def test_tls_insecure_connects_but_says_unverified(tls_files: Path, tls_redis: int) -> None:
     code, out, _ = run("--url", f"rediss://127.0.0.1:{tls_redis}/0",
                        "--ca-certs", str(tls_files / "other-ca.crt"), "--insecure")
@@ -235,5 +319,19 @@ def test_plain_client_on_a_tls_port_fails_with_a_reason(tls_redis: int,
                                                         monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("REDIS_SOCKET_TIMEOUT", "0.5")
     code, _, err = run("--url", f"redis://127.0.0.1:{tls_redis}/0")
-    assert code in {checker.EXIT_REFUSED, checker.EXIT_TIMEOUT}
-    assert err.startswith("FAIL (")
+    # The server resets the connection, or first sends a TLS alert (a protocol error here).
+    assert code == checker.EXIT_REFUSED
+    assert err.startswith("FAIL (connection): ")
+    assert "a TLS-only server closes plain connections: try rediss://" in err
+
+
+def test_tls_client_on_a_plain_port_fails_with_a_reason(redis_server: RedisExecutor,
+                                                        monkeypatch: pytest.MonkeyPatch) -> None:
+    # A plain Redis reads the TLS hello as an inline command and waits for its newline, which
+    # it looks for with strchr(): the hello's header has a NUL byte, so it never answers.
+    monkeypatch.setenv("REDIS_CONNECT_TIMEOUT", "0.5")
+    code, _, err = run("--url", f"rediss://{redis_server.host}:{redis_server.port}/0")
+    assert code == checker.EXIT_TIMEOUT
+    assert err.startswith("FAIL (timeout): no answer in time: Redis connect timed out (limit 0.5 s)")
+    assert err.rstrip().endswith("(does this port speak TLS? check rediss:// vs redis:// and "
+                                 "the port)")

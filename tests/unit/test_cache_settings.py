@@ -3,25 +3,25 @@
 from __future__ import annotations
 
 import dataclasses
+import ssl
 
 import pytest
 
-from middleware.backends.redis import redis_connection_kwargs
+from middleware.backends.redis import ssl_context_for
 from middleware.settings import CacheSettings, CacheSettingsError, redact_url
 
 
 def test_defaults_select_memory() -> None:
     settings = CacheSettings.from_env({})
     assert settings.redis_url is None
-    assert settings.pool_size == 10 and settings.connect_timeout == 2.0
-    assert settings.socket_timeout == 2.0 and settings.honor_client_no_cache is False
+    assert settings.socket_timeout == 2.0 and settings.connect_timeout == 2.0
+    assert settings.honor_client_no_cache is False
 
 
 def test_every_variable_is_read() -> None:
     env = {
-        "REDIS_URL": "redis://:pw@h:6380/1", "REDIS_POOL_SIZE": "4", "REDIS_POOL_TIMEOUT": "0.5",
-        "REDIS_CONNECT_TIMEOUT": "1", "REDIS_SOCKET_TIMEOUT": "1.5",
-        "REDIS_HEALTH_CHECK_INTERVAL": "15", "REDIS_TLS_INSECURE": "true",
+        "REDIS_URL": "redis://:pw@h:6380/1",
+        "REDIS_CONNECT_TIMEOUT": "1", "REDIS_SOCKET_TIMEOUT": "1.5", "REDIS_TLS_INSECURE": "true",
         "CACHE_NAMESPACE": "app1", "CACHE_MEMORY_MAX_ENTRIES": "50",
         "CACHE_MEMORY_MAX_BYTES": "4096", "CACHE_MAX_BODY_BYTES": "100",
         "CACHE_BREAKER_FAILURES": "2", "CACHE_BREAKER_RESET_SECONDS": "0.5",
@@ -29,9 +29,8 @@ def test_every_variable_is_read() -> None:
         "CACHE_MAX_PENDING_TAGS": "8",
     }
     s = CacheSettings.from_env(env)
-    assert (s.redis_url, s.pool_size, s.pool_timeout, s.connect_timeout, s.socket_timeout) == (
-        "redis://:pw@h:6380/1", 4, 0.5, 1.0, 1.5)
-    assert (s.health_check_interval, s.tls_insecure, s.namespace) == (15.0, True, "app1")
+    assert (s.redis_url, s.connect_timeout, s.socket_timeout) == ("redis://:pw@h:6380/1", 1.0, 1.5)
+    assert (s.tls_insecure, s.namespace) == (True, "app1")
     assert (s.memory_max_entries, s.memory_max_bytes, s.max_body_bytes) == (50, 4096, 100)
     assert (s.breaker_failures, s.breaker_reset_seconds) == (2, 0.5)
     assert (s.honor_client_no_cache, s.stampede_timeout, s.max_pending_tags) == (True, 3.0, 8)
@@ -45,9 +44,9 @@ def test_private_url_is_the_fallback() -> None:
 
 @pytest.mark.parametrize("env", [
     {"REDIS_URL": "http://x"},
-    {"REDIS_POOL_SIZE": "0"},
-    {"REDIS_POOL_SIZE": "ten"},
-    {"REDIS_POOL_TIMEOUT": "-1"},
+    {"REDIS_SOCKET_TIMEOUT": "0"},
+    {"REDIS_SOCKET_TIMEOUT": "ten"},
+    {"REDIS_CONNECT_TIMEOUT": "-1"},
     {"REDIS_SOCKET_TIMEOUT": "nan"},
     {"CACHE_HONOR_CLIENT_NO_CACHE": "maybe"},
     {"CACHE_NAMESPACE": "a:b"},
@@ -61,7 +60,7 @@ def test_bad_values_raise(env: dict[str, str]) -> None:
 
 def test_frozen() -> None:
     with pytest.raises(dataclasses.FrozenInstanceError):
-        CacheSettings().pool_size = 3  # type: ignore[misc]
+        CacheSettings().socket_timeout = 3  # type: ignore[misc]
 
 
 @pytest.mark.parametrize(("url", "expected"), [
@@ -75,17 +74,8 @@ def test_redact(url: str | None, expected: str | None) -> None:
     assert CacheSettings(redis_url=url).redis_url_redacted == expected
 
 
-def test_connection_kwargs_are_explicit() -> None:
-    kwargs = redis_connection_kwargs("redis://h", CacheSettings(pool_size=7, pool_timeout=0.3))
-    assert kwargs["max_connections"] == 7 and kwargs["timeout"] == 0.3
-    assert kwargs["socket_connect_timeout"] == 2.0 and kwargs["socket_timeout"] == 2.0
-    assert kwargs["health_check_interval"] == 30.0
-    assert kwargs["retry"].get_retries() == 1 and kwargs["retry_on_error"] == []
-    assert "ssl_cert_reqs" not in kwargs
-
-
 def test_tls_verifies_by_default() -> None:
-    kwargs = redis_connection_kwargs("rediss://h", CacheSettings())
-    assert kwargs["ssl_cert_reqs"] == "required" and kwargs["ssl_check_hostname"] is True
-    insecure = redis_connection_kwargs("rediss://h", CacheSettings(tls_insecure=True))
-    assert insecure["ssl_cert_reqs"] == "none" and insecure["ssl_check_hostname"] is False
+    context = ssl_context_for(CacheSettings())
+    assert context.verify_mode == ssl.CERT_REQUIRED and context.check_hostname
+    insecure = ssl_context_for(CacheSettings(tls_insecure=True))
+    assert insecure.verify_mode == ssl.CERT_NONE and not insecure.check_hostname
