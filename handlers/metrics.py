@@ -8,6 +8,7 @@ prepare prometheus-client's multiprocess directory (main process) and time the O
 
 from __future__ import annotations
 
+import asyncio
 import os
 import time
 from typing import Any
@@ -65,14 +66,16 @@ class CacheMetricsObserver(CacheObserver):
 
     def __init__(self, metrics: Metrics) -> None:
         self.metrics = metrics
+        self._tally = metrics.tally
         self._lookups = Children(metrics.cache_lookups)
         self._stores = Children(metrics.cache_stores)
+        self._commands = Children(metrics.backend_latency)
 
     def on_lookup(self, route: str, outcome: str) -> None:
-        self._lookups(route, outcome).inc()
+        self._tally.inc(self._lookups(route, outcome))
 
     def on_store(self, route: str) -> None:
-        self._stores(route).inc()
+        self._tally.inc(self._stores(route))
 
     def on_invalidate(self, tag: str) -> None:
         self.metrics.cache_invalidations.labels(self.metrics.tag_label(tag)).inc()
@@ -85,7 +88,17 @@ class CacheMetricsObserver(CacheObserver):
         self.metrics.breaker_state.set(BREAKER_STATES.get(new, -1))
 
     def on_backend_command(self, command: str, seconds: float) -> None:
-        self.metrics.backend_latency.labels(command).observe(seconds)
+        self._tally.observe(self._commands(command), seconds)
+
+
+FLUSH_SECONDS = 1.0
+"""How often a worker writes its tallied samples (see ``observability.metrics.Tally``)."""
+
+
+async def _flush_every(metrics: Metrics, seconds: float) -> None:
+    while True:
+        await asyncio.sleep(seconds)
+        metrics.tally.flush()
 
 
 async def _start_timer(request: Request) -> None:
@@ -95,9 +108,10 @@ async def _start_timer(request: Request) -> None:
 class _RequestObserver:
     """The response middleware: counts and times every request by method, route and status."""
 
-    __slots__ = ("_latency", "_requests", "_worker_requests")
+    __slots__ = ("_latency", "_requests", "_tally", "_worker_requests")
 
     def __init__(self, metrics: Metrics) -> None:
+        self._tally = metrics.tally
         self._requests = Children(metrics.requests)
         self._latency = Children(metrics.request_latency)
         self._worker_requests = metrics.worker_requests
@@ -107,10 +121,11 @@ class _RequestObserver:
         route = request.uri_template or UNMATCHED_ROUTE
         method = request.method if request.method in _METHODS else "OTHER"
         status = str(response.status)
-        self._requests(method, route, status).inc()
+        tally = self._tally
+        tally.inc(self._requests(method, route, status))
         if started is not None:
-            self._latency(method, route, status).observe(time.perf_counter() - started)
-        self._worker_requests.inc()
+            tally.observe(self._latency(method, route, status), time.perf_counter() - started)
+        tally.inc(self._worker_requests)
 
 
 def install_metrics(app: Sanic, metrics: Metrics | None = None) -> Metrics:
@@ -132,13 +147,20 @@ def install_metrics(app: Sanic, metrics: Metrics | None = None) -> Metrics:
         if created:
             remove_multiprocess_dir(created)
 
+    db_operations = Children(metrics.db_latency)
+
     async def start_worker(app: Sanic) -> None:
         metrics.breaker_state.set(BREAKER_STATES["closed"])
         instrument_client(connections.get("default"),
                           lambda operation, seconds:
-                          metrics.db_latency.labels(operation).observe(seconds))
+                          metrics.tally.observe(db_operations(operation), seconds))
+        app.ctx.metrics_flush = asyncio.ensure_future(_flush_every(metrics, FLUSH_SECONDS))
 
     async def worker_stopped(app: Sanic) -> None:
+        task = getattr(app.ctx, "metrics_flush", None)
+        if task is not None:
+            task.cancel()
+        metrics.tally.flush()
         mark_worker_dead(os.getpid())
 
     app.register_listener(start_multiprocess, "main_process_start")

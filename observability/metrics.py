@@ -18,6 +18,8 @@ from __future__ import annotations
 
 import glob
 import logging
+from bisect import bisect_left
+from typing import Any
 import os
 import re
 import shutil
@@ -61,6 +63,50 @@ def tag_family(tag: str) -> str:
     """
     parts = ["{id}" if _ID_SEGMENT.match(part) else part for part in tag.split(":")[:2]]
     return ":".join(parts)
+
+
+class Tally:
+    """Hot-path samples summed in plain dicts and written to their metrics in bulk.
+
+    In multiprocess mode every prometheus-client increment takes a lock, checks the pid and
+    writes an mmap'd file: a cache hit made seven of them, about a tenth of its CPU time. The
+    request path adds here instead; ``flush`` (each second from a worker task, and before every
+    render) writes the sums, so a scrape lags this worker's requests by at most that second.
+    """
+
+    __slots__ = ("_counts", "_observed")
+
+    def __init__(self) -> None:
+        self._counts: dict[Any, float] = {}
+        self._observed: dict[Any, list[float]] = {}
+
+    def inc(self, child: Any, amount: float = 1.0) -> None:
+        """``child.inc(amount)``, deferred (a Counter's or Gauge's labelled child)."""
+        counts = self._counts
+        counts[child] = counts.get(child, 0.0) + amount
+
+    def observe(self, child: Any, value: float) -> None:
+        """``child.observe(value)``, deferred (a Histogram's labelled child)."""
+        sums = self._observed.get(child)
+        if sums is None:
+            sums = self._observed[child] = [0.0] * (len(child._upper_bounds) + 1)
+        sums[0] += value
+        # Histogram.observe counts the first bucket whose upper bound is >= value.
+        sums[1 + bisect_left(child._upper_bounds, value)] += 1
+
+    def flush(self) -> None:
+        """Write every pending sum to its metric."""
+        counts, self._counts = self._counts, {}
+        observed, self._observed = self._observed, {}
+        for child, amount in counts.items():
+            child.inc(amount)
+        for child, sums in observed.items():
+            # prometheus-client keeps a histogram child's sum and bucket values in these two
+            # attributes (tests/unit/test_metrics_tally.py pins the equivalence with observe).
+            child._sum.inc(sums[0])
+            for bucket, count in zip(child._buckets, sums[1:]):
+                if count:
+                    bucket.inc(count)
 
 
 class Metrics:
@@ -107,6 +153,7 @@ class Metrics:
             "Latency of database statements through the ORM connection, by kind",
             ("operation",), buckets=BACKEND_BUCKETS, registry=r)
         self._tag_families: set[str] = set()
+        self.tally = Tally()
 
     def tag_label(self, tag: str) -> str:
         """``tag_family(tag)``, or ``other`` once ``MAX_TAG_FAMILIES`` distinct ones were seen."""
@@ -120,6 +167,7 @@ class Metrics:
 
     def render(self) -> bytes:
         """The exposition text: merged over all workers in multiprocess mode."""
+        self.tally.flush()
         path = os.environ.get(MULTIPROC_ENV)
         if path and multiprocess_active():
             merged = CollectorRegistry()

@@ -91,6 +91,8 @@ def test_cache_observer_feeds_the_cache_metrics() -> None:
     observer.on_breaker_transition("closed", "open")
     observer.on_backend_command("MGET", 0.0004)
     get = metrics.registry.get_sample_value
+    assert get("cache_lookups_total", {"route": "/api/posts", "outcome": "hit"}) == 0
+    metrics.tally.flush()  # what the worker's task and every /metrics render do
     assert get("cache_lookups_total", {"route": "/api/posts", "outcome": "hit"}) == 2
     assert get("cache_lookups_total", {"route": "/api/posts", "outcome": "miss"}) == 1
     assert get("cache_lookups_total", {"route": "/api/jobs", "outcome": "bypass"}) == 1

@@ -22,6 +22,7 @@ import pytest
 from prometheus_client.mmap_dict import MmapedDict, mmap_key
 from prometheus_client.parser import text_string_to_metric_families
 
+from handlers.metrics import FLUSH_SECONDS
 from tests.server import free_port
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -115,7 +116,9 @@ async def test_scrape_counts_requests_served_by_both_workers(service: Service) -
     # No keep-alive: every request is a new connection, accepted by whichever worker is free.
     limits = httpx.Limits(max_keepalive_connections=0, max_connections=16)
     async with httpx.AsyncClient(base_url=service.base_url, limits=limits, timeout=10) as http:
-        # The readiness probes already hit /health: count from here.
+        # The readiness probes already hit /health: count from here, once every worker wrote
+        # its tallied samples (each does so every FLUSH_SECONDS).
+        await asyncio.sleep(FLUSH_SECONDS + 0.5)
         baseline = samples((await http.get("/metrics")).text)
         scrapes += 1
         for _ in range(30):
@@ -128,6 +131,7 @@ async def test_scrape_counts_requests_served_by_both_workers(service: Service) -
                        if name == "http_worker_requests"}
             if len(per_pid) == 2 and all(per_pid.values()):
                 break
+        await asyncio.sleep(FLUSH_SECONDS + 0.5)
         final = await http.get("/metrics")
     assert len(per_pid) == 2 and all(per_pid.values()), f"one worker served all: {per_pid}"
     parsed = samples(final.text)
