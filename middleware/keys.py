@@ -98,10 +98,23 @@ def expand_tag(tag: str) -> tuple[str, ...]:
     return tuple(":".join(parts[: i + 1]) for i in range(len(parts)))
 
 
+_EXPANDED: dict[tuple[str, ...], tuple[str, ...]] = {}
+
+
 def expand_tags(tags: Iterable[str]) -> tuple[str, ...]:
-    """Expand every tag, de-duplicate and sort (a stable order for generation vectors)."""
-    out: set[str] = set()
-    for tag in tags:
-        if tag:
-            out.update(expand_tag(tag))
-    return tuple(sorted(out))
+    """Expand every tag, de-duplicate and sort (a stable order for generation vectors).
+
+    Memoised (a request's tags repeat: the feed, one author, one post), in at most 4096 entries.
+    """
+    given = tuple(tags)
+    expanded = _EXPANDED.get(given)
+    if expanded is None:
+        out: set[str] = set()
+        for tag in given:
+            if tag:
+                out.update(expand_tag(tag))
+        expanded = tuple(sorted(out))
+        if len(_EXPANDED) >= 4096:
+            _EXPANDED.clear()
+        _EXPANDED[given] = expanded
+    return expanded
