@@ -332,6 +332,7 @@ def test_tls_client_on_a_plain_port_fails_with_a_reason(redis_server: RedisExecu
     monkeypatch.setenv("REDIS_CONNECT_TIMEOUT", "0.5")
     code, _, err = run("--url", f"rediss://{redis_server.host}:{redis_server.port}/0")
     assert code == checker.EXIT_TIMEOUT
-    assert err.startswith("FAIL (timeout): no answer in time: Redis connect timed out (limit 0.5 s)")
+    assert err.startswith(
+        "FAIL (timeout): no answer in time: Redis connect timed out (limit 0.5 s)")
     assert err.rstrip().endswith("(does this port speak TLS? check rediss:// vs redis:// and "
                                  "the port)")
