@@ -38,6 +38,9 @@ class Record:
     notes: list[str] = field(default_factory=list)
     cpu_busy_before: float | None = None
     """Share of the CPUs other work kept busy just before this configuration started."""
+    server_cpu_s: float | None = None
+    """CPU seconds the server's processes used during the measured run: unlike requests/s,
+    barely moved by other work on a shared machine."""
 
     @property
     def key(self) -> tuple[str, int, str]:
@@ -209,10 +212,12 @@ class Measurer:
                 paths = files.mixed
         watch_redis = config.kind == "service" and config.cache == "redis"
         before = command_calls(self.redis_main.url) if watch_redis else {}
+        cpu_before = server.cpu_seconds()
         result = self._wrk(server, workload, paths, self.duration, **extra)
+        cpu = server.cpu_seconds() - cpu_before
         commands = diff_calls(before, command_calls(self.redis_main.url)) if watch_redis else None
         record = Record(config.name, config.workers, workload, round_no, result.as_dict(),
-                        redis_commands=commands, notes=notes)
+                        redis_commands=commands, notes=notes, server_cpu_s=round(cpu, 3))
         if stale_dir is not None:
             report = stale.check_dir(stale_dir, {i.id: base for i in self.files.items})
             record.stale = report.as_dict()

@@ -74,6 +74,22 @@ def child_pids(pid: int) -> list[int]:
     return found
 
 
+_TICKS = os.sysconf("SC_CLK_TCK")
+
+
+def cpu_seconds(pids: Sequence[int]) -> float:
+    """User + system CPU seconds used so far by the live processes among ``pids``."""
+    ticks = 0
+    for pid in pids:
+        try:
+            stat = Path(f"/proc/{pid}/stat").read_text()
+        except OSError:
+            continue
+        fields = stat[stat.rfind(")") + 2:].split()
+        ticks += int(fields[11]) + int(fields[12])  # utime, stime (stat fields 14 and 15)
+    return ticks / _TICKS
+
+
 def rss_bytes(pid: int) -> int:
     """Resident set size of one process, 0 when it is gone."""
     try:
@@ -140,6 +156,10 @@ class Server:
 
     def rss(self) -> int:
         return sum(rss_bytes(pid) for pid in self.pids())
+
+    def cpu_seconds(self) -> float:
+        """CPU seconds the server and its workers used so far."""
+        return cpu_seconds(self.pids())
 
     def stop(self, timeout: float = 15.0) -> None:
         """SIGTERM the process group, SIGKILL it if it lingers."""

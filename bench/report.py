@@ -30,8 +30,8 @@ def _pct(value: float | None) -> str:
 
 def workload_table(summaries: Mapping[tuple[str, int, str], Summary], workload: str) -> str:
     lines = ["| configuration | workers | req/s (median) | runs | p50 ms | p95 ms | p99 ms | "
-             "errors | hit rate | x limit | x peer |",
-             "|---|---|---|---|---|---|---|---|---|---|---|"]
+             "errors | hit rate | x limit | x peer | server CPU µs/req |",
+             "|---|---|---|---|---|---|---|---|---|---|---|---|"]
     for s in _sorted(summaries, workload):
         limit = summaries.get(("limit", s.workers, "hits"))
         peer = summaries.get(("peer", s.workers, workload)) or summaries.get(
@@ -41,7 +41,8 @@ def workload_table(summaries: Mapping[tuple[str, int, str], Summary], workload: 
             f"| {s.config} | {s.workers} | {s.rps:,.0f} | {runs} | {s.latency_ms['p50']:.2f} | "
             f"{s.latency_ms['p95']:.2f} | {s.latency_ms['p99']:.2f} | {s.errors} | "
             f"{_pct(s.hit_rate)} | {_x(ratio(s.rps, limit.rps if limit else None))} | "
-            f"{_x(ratio(s.rps, peer.rps if peer else None))} |")
+            f"{_x(ratio(s.rps, peer.rps if peer else None))} | "
+            f"{'' if s.cpu_us_per_request is None else f'{s.cpu_us_per_request:,.0f}'} |")
     return "\n".join(lines)
 
 

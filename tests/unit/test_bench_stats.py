@@ -109,3 +109,39 @@ def test_redis_command_diffs_keep_only_what_the_run_sent() -> None:
     assert diff_calls(before, after) == {"incrby": 3, "mget": 100, "ping": 1}
     usec = _usec_per_call({"incrby": (10, 100)}, {"incrby": (20, 160), "get": (5, 50)})
     assert usec == {"incrby": 6.0, "get": 10.0}
+
+
+def test_server_cpu_per_request_is_pooled_and_checked_against_no_cache() -> None:
+    def with_cpu(record: dict[str, Any], cpu: float) -> dict[str, Any]:
+        return {**record, "server_cpu_s": cpu}
+
+    records = [
+        with_cpu(_record("no-cache", "misses", 100), 1.0),          # 1000 requests
+        with_cpu(_record("no-cache", "misses", 300, round_no=2), 3.0),
+        with_cpu(_record("memory", "misses", 100), 1.05),
+        with_cpu(_record("memory", "misses", 100, round_no=2), 1.05),
+        with_cpu(_record("redis", "misses", 100), 1.3),
+        _record("redis", "misses", 100, round_no=2),                  # no CPU figure
+    ]
+    summaries = summarise(records)
+    assert summaries[("no-cache", 1, "misses")].cpu_us_per_request == pytest.approx(1000)
+    assert summaries[("memory", 1, "misses")].cpu_us_per_request == pytest.approx(1050)
+    assert summaries[("redis", 1, "misses")].cpu_us_per_request == pytest.approx(1300)
+    targets = {t.name: t for t in check_targets(summaries, None)}
+    memory = targets["All misses (memory): server CPU per request vs no cache"]
+    assert memory.met and memory.measured == "1.05x"
+    assert not targets["All misses (redis): server CPU per request vs no cache"].met
+
+
+def test_cpu_seconds_counts_this_process() -> None:
+    import os
+    import time
+
+    from bench.procs import cpu_seconds
+
+    before = cpu_seconds([os.getpid()])
+    deadline = time.process_time() + 0.05
+    while time.process_time() < deadline:
+        pass
+    assert cpu_seconds([os.getpid()]) - before >= 0.03
+    assert cpu_seconds([2 ** 22 + 12345]) == 0.0  # no such process
