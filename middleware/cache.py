@@ -85,6 +85,8 @@ class ResponseCache:
                            coherence=coherence, monotonic=monotonic)
         self.flights = SingleFlight()
         self._gen_keys: dict[tuple[str, ...], list[str]] = {}
+        self._decoded: dict[str, tuple[bytes, Record]] = {}
+        self._decoded_bytes = 0
         self.hits = self.misses = self.bypasses = self.stores = 0
         self.invalidations = self.errors = self.decode_errors = 0
 
@@ -210,7 +212,7 @@ class ResponseCache:
         found = Lookup(key, tier, generations)
         if not refresh:
             if raw is not None:
-                record = self._decode(raw)
+                record = self._decode(raw) if tier.shared else self._decode_local(key, raw)
                 if record is not None and record.generations == generations:
                     return self._hit(found, record, route, count)
             flight_key = f"{tier.name}|{key}"
@@ -324,6 +326,26 @@ class ResponseCache:
                 self._gen_keys.clear()
             self._gen_keys[key] = cached
         return list(cached)
+
+    def _decode_local(self, key: str, raw: bytes) -> Record | None:
+        """``_decode`` memoised for the in-process tier, which returns the very bytes object it
+        stored on every hit: a hit there skips decoding (and keeps the record's prepared header
+        lines). Bounded to a sixteenth of the memory tier's byte cap, then started afresh."""
+        memo = self._decoded.get(key)
+        if memo is not None and memo[0] is raw:
+            return memo[1]
+        record = self._decode(raw)
+        if record is not None:
+            size = 2 * len(raw)  # the stored bytes, kept alive here, and the record's body
+            if self._decoded_bytes + size > self.settings.memory_max_bytes // 16:
+                self._decoded.clear()
+                self._decoded_bytes = 0
+            if size <= self.settings.memory_max_bytes // 16:
+                if memo is not None:
+                    self._decoded_bytes -= 2 * len(memo[0])
+                self._decoded[key] = (raw, record)
+                self._decoded_bytes += size
+        return record
 
     def _decode(self, raw: bytes) -> Record | None:
         try:
