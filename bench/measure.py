@@ -37,7 +37,7 @@ class Record:
     stale: dict[str, Any] | None = None
     notes: list[str] = field(default_factory=list)
     cpu_busy_before: float | None = None
-    """Share of the CPUs other work kept busy just before this configuration started."""
+    """Share of the CPUs other work kept busy just before this run was measured."""
     server_cpu_s: float | None = None
     """CPU seconds the server's processes used during the measured run: unlike requests/s,
     barely moved by other work on a shared machine."""
@@ -86,7 +86,7 @@ class Measurer:
 
         Each record is appended to ``records`` as soon as it is measured, so a server that
         dies half-way keeps what it had done."""
-        busy = wait_for_quiet()
+        wait_for_quiet()
         stopped_redis: RedisServer | None = None
         redis_url = self.redis_main.url
         if config.cache == "redis-down":
@@ -108,7 +108,6 @@ class Measurer:
             for workload in workloads or config.workloads:
                 record = self._measure(config, server, workload, round_no)
                 record.notes += notes
-                record.cpu_busy_before = round(busy, 2)
                 records.append(record)
                 log.info("%-24s %-6s round %d: %8.0f req/s p50 %6.2f ms p99 %7.2f ms "
                          "errors %d hit rate %s", config.label, workload, round_no,
@@ -212,12 +211,16 @@ class Measurer:
                 paths = files.mixed
         watch_redis = config.kind == "service" and config.cache == "redis"
         before = command_calls(self.redis_main.url) if watch_redis else {}
+        # Writes of the mixed workload leave PostgreSQL busy for a while (autovacuum):
+        # let that (and other tenants) settle before every measured run, not just per server.
+        busy = wait_for_quiet(max_wait=10.0)
         cpu_before = server.cpu_seconds()
         result = self._wrk(server, workload, paths, self.duration, **extra)
         cpu = server.cpu_seconds() - cpu_before
         commands = diff_calls(before, command_calls(self.redis_main.url)) if watch_redis else None
         record = Record(config.name, config.workers, workload, round_no, result.as_dict(),
-                        redis_commands=commands, notes=notes, server_cpu_s=round(cpu, 3))
+                        redis_commands=commands, notes=notes, server_cpu_s=round(cpu, 3),
+                        cpu_busy_before=round(busy, 2))
         if stale_dir is not None:
             report = stale.check_dir(stale_dir, {i.id: base for i in self.files.items})
             record.stale = report.as_dict()

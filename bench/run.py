@@ -1,6 +1,6 @@
 """Run the whole bench and write ``bench/results/latest.md``, ``latest.png`` and ``latest.json``.
 
-    python -m bench.run            # the full run (about 15-20 minutes on 2 cores)
+    python -m bench.run            # the full run (about 25-30 minutes on 2 cores)
     python -m bench.run --quick    # a smoke run of a minute or two
 
 It creates a PostgreSQL database ``bench_<random>`` on ``--postgres`` (dropped at the end unless
@@ -59,7 +59,7 @@ class Plan:
 
     @classmethod
     def full(cls) -> Plan:
-        return cls(users=10_000, posts=100_000, jobs=2_000, follows=50_000, rounds=2,
+        return cls(users=10_000, posts=100_000, jobs=2_000, follows=50_000, rounds=3,
                    duration=8, warmup=2, workers=(1, 2), sequence=100_000, scale=0.25,
                    growth_sizes=(1_000, 1_000_000), growth_writes=200, flood=100_000,
                    flood_seconds=150)
