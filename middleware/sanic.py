@@ -13,7 +13,7 @@ breaker, counted, and the request proceeds uncached. A Redis outage is never a 5
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable
 from inspect import isawaitable
 from typing import Any
 
@@ -26,63 +26,19 @@ from middleware.coherence import Coherence
 from middleware.keys import EPOCH_TAG, canonical_query, response_key
 from middleware.observer import CacheObserver
 from middleware.policy import (
-    STORED_HEADERS, WRITE_METHODS, bypass_reason, cache_control_for, client_wants_refresh,
-    etag_matches, is_storable, stored_headers,
+    WRITE_METHODS, bypass_reason, cache_control_for, client_wants_refresh, etag_matches,
+    is_storable, stored_headers,
 )
-from middleware.record import Record
+from middleware.response import CachedResponse
 from middleware.rules import CacheRule, InvalidationRule, normalise_route_path
 from middleware.settings import CacheSettings
 
-__all__ = ["CacheHooks", "CachedResponse", "install_cache"]
+__all__ = ["CacheHooks", "install_cache"]
 
 log = logging.getLogger(__name__)
 
 Identify = Callable[[Request], Any]
 _SHARED_CTX_NAME = "response_cache_coherence"
-
-
-_Wire = tuple[tuple[str, tuple[bytes, bytes]], ...]
-
-
-def _wire_headers(record: Record, cache_control: str) -> _Wire:
-    """The header lines every hit of ``record`` sends, encoded (memoised on the record)."""
-    wire = record.wire
-    if wire is None or wire[0] != cache_control:  # type: ignore[index]
-        lines = [("content-type", record.content_type),
-                 *((name, value) for name, value in record.headers if name in STORED_HEADERS),
-                 ("etag", record.etag), ("cache-control", cache_control), ("x-cache", "HIT")]
-        wire = record.wire = (cache_control, tuple(
-            (name, (name.encode(), value.encode())) for name, value in lines))
-    return wire[1]  # type: ignore[index,no-any-return]
-
-
-class CachedResponse(HTTPResponse):
-    """A hit: the record's headers go out as bytes prepared once per record.
-
-    Sanic encodes and sanitises every header of every response (``processed_headers``), which
-    cost a hit more than its Redis round trip. A record's text never holds CR, LF or NUL
-    (``middleware.record``), so its lines are sent as they are. Headers set on this object
-    (``Age``; ``Content-Length``, ``Connection`` and whatever later middleware sets, which
-    replaces the record's line of the same name) go through Sanic's sanitising.
-    """
-
-    __slots__ = ("wire",)
-
-    def __init__(self, record: Record, cache_control: str, age: int) -> None:
-        super().__init__(record.body, status=record.status, headers={"age": str(age)},
-                         content_type=record.content_type)
-        self.wire = _wire_headers(record, cache_control)
-
-    @property
-    def processed_headers(self) -> Iterator[tuple[bytes, bytes]]:
-        headers = self.headers
-        sanitize = self._sanitize_header_value
-        for name, pair in self.wire:
-            if name not in headers:
-                yield pair
-        for name, value in headers.items():
-            yield sanitize(name).encode("ascii"), sanitize(f"{value}").encode(
-                errors="surrogateescape")
 
 
 class _State:
