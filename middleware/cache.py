@@ -23,7 +23,7 @@ from middleware.coherence import Coherence
 from middleware.keys import EPOCH_TAG, generation_key
 from middleware.observer import CacheObserver, NullObserver
 from middleware.policy import etag_for
-from middleware.record import Record, RecordError, decode, encode
+from middleware.record import DecodedRecords, Record, RecordError, decode, encode
 from middleware.settings import CacheSettings
 from middleware.stampede import SingleFlight
 from middleware.tiers import Tiers
@@ -85,8 +85,7 @@ class ResponseCache:
                            coherence=coherence, monotonic=monotonic)
         self.flights = SingleFlight()
         self._gen_keys: dict[tuple[str, ...], list[str]] = {}
-        self._decoded: dict[str, tuple[bytes, Record]] = {}
-        self._decoded_bytes = 0
+        self._decoded = DecodedRecords(settings.memory_max_bytes // 16)
         self.hits = self.misses = self.bypasses = self.stores = 0
         self.invalidations = self.errors = self.decode_errors = 0
 
@@ -328,23 +327,13 @@ class ResponseCache:
         return list(cached)
 
     def _decode_local(self, key: str, raw: bytes) -> Record | None:
-        """``_decode`` memoised for the in-process tier, which returns the very bytes object it
-        stored on every hit: a hit there skips decoding (and keeps the record's prepared header
-        lines). Bounded to a sixteenth of the memory tier's byte cap, then started afresh."""
-        memo = self._decoded.get(key)
-        if memo is not None and memo[0] is raw:
-            return memo[1]
-        record = self._decode(raw)
-        if record is not None:
-            size = 2 * len(raw)  # the stored bytes, kept alive here, and the record's body
-            if self._decoded_bytes + size > self.settings.memory_max_bytes // 16:
-                self._decoded.clear()
-                self._decoded_bytes = 0
-            if size <= self.settings.memory_max_bytes // 16:
-                if memo is not None:
-                    self._decoded_bytes -= 2 * len(memo[0])
-                self._decoded[key] = (raw, record)
-                self._decoded_bytes += size
+        """``_decode`` for the in-process tier, which returns on every hit the very bytes
+        object it stored: the record decoded the first time is reused."""
+        record = self._decoded.get(key, raw)
+        if record is None:
+            record = self._decode(raw)
+            if record is not None:
+                self._decoded.put(key, raw, record)
         return record
 
     def _decode(self, raw: bytes) -> Record | None:

@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import struct
 
-__all__ = ["FORMAT_VERSION", "Record", "RecordError", "decode", "encode"]
+__all__ = ["FORMAT_VERSION", "DecodedRecords", "Record", "RecordError", "decode", "encode"]
 
 FORMAT_VERSION = 1
 _MAGIC = b"RC"
@@ -120,3 +120,39 @@ def decode(data: bytes) -> Record:
     return Record(status=status, stored_at=stored_at, generations=generations,
                   content_type=ctype, etag=etag, headers=tuple(headers),
                   body=bytes(data[offset:]))
+
+
+class DecodedRecords:
+    """Records already decoded, by key, valid while the store returns the same bytes object.
+
+    Bounded by ``max_bytes`` (each entry counts its bytes twice: the stored bytes it keeps
+    alive, and the record's body); past that it starts afresh.
+    """
+
+    __slots__ = ("_entries", "max_bytes", "size")
+
+    def __init__(self, max_bytes: int) -> None:
+        self.max_bytes = max_bytes
+        self.size = 0
+        self._entries: dict[str, tuple[bytes, Record]] = {}
+
+    def __len__(self) -> int:
+        return len(self._entries)
+
+    def get(self, key: str, raw: bytes) -> Record | None:
+        """The record decoded from this very ``raw`` object, if it is remembered."""
+        entry = self._entries.get(key)
+        return entry[1] if entry is not None and entry[0] is raw else None
+
+    def put(self, key: str, raw: bytes, record: Record) -> None:
+        size = 2 * len(raw)
+        if size > self.max_bytes:
+            return
+        old = self._entries.pop(key, None)
+        if old is not None:
+            self.size -= 2 * len(old[0])
+        if self.size + size > self.max_bytes:
+            self._entries.clear()
+            self.size = 0
+        self._entries[key] = (raw, record)
+        self.size += size

@@ -57,5 +57,5 @@ async def test_the_memo_stays_within_its_byte_bound(decodes: list[int]) -> None:
     for n in range(40):
         await _store(cache, f"k{n}", bytes(64 * 1024))
         await cache.lookup("/r", f"k{n}", ("t",))
-        assert cache._decoded_bytes <= settings.memory_max_bytes // 16
+        assert cache._decoded.size <= settings.memory_max_bytes // 16
     assert 0 < len(cache._decoded) < 40
