@@ -10,6 +10,7 @@ from collections.abc import AsyncIterator
 from typing import Any
 
 import pytest
+import redis
 
 from middleware import CacheBackend, CacheSettings
 from tests.integration.cache_testapp import (
@@ -368,3 +369,34 @@ async def test_helpers_with_an_explicit_cache(served: Any) -> None:
     assert await get_cached("a:c", cache=cache) == 5
     await invalidate_cache("a", cache=cache)
     assert await get_cached("a:c", cache=cache) is None
+
+
+@pytest.mark.redis
+async def test_redis_commands_per_request_are_what_upstash_md_quotes(
+        request: pytest.FixtureRequest, settings: CacheSettings) -> None:
+    """Counted by the server itself (INFO commandstats): hit 1, miss 2, write 1 per tag."""
+    proc = request.getfixturevalue("redis_server")
+    backend = await open_backend("redis", request, settings)
+    app, _, _ = build_app(backend, settings)
+    stats = redis.Redis(host=proc.host, port=proc.port)
+
+    def calls() -> dict[str, int]:
+        return {name.removeprefix("cmdstat_"): int(value["calls"])
+                for name, value in stats.info("commandstats").items()}
+
+    async def counted(method: str, path: str, **kwargs: Any) -> dict[str, int]:
+        before = calls()
+        response = await client.request(method, path, **kwargs)
+        assert response.status < 400
+        after = calls()
+        return {name: n - before.get(name, 0) for name, n in after.items()
+                if n != before.get(name, 0) and name != "info"}
+
+    async with running(app) as client:
+        await client.get("/items/9")  # the worker's one connection is open from here on
+        assert await counted("GET", "/items/1") == {"mget": 1, "set": 1}
+        assert await counted("GET", "/items/1") == {"mget": 1}
+        assert await counted("PATCH", "/items/1", json={"name": "uno"}) == {"incr": 2}
+        assert await counted("GET", "/items/1") == {"mget": 1, "set": 1}
+    stats.close()
+    await backend.close()
