@@ -73,7 +73,7 @@ class Tiers:
             try:
                 await self.remote.close()
             except CacheBackendError:
-                log.warning("Closing the Redis pool failed", exc_info=True)
+                log.warning("Closing the Redis connection failed", exc_info=True)
             self.remote = None
             self._owns_remote = False
 
