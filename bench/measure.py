@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Any
 
 import redis
+from prometheus_client.parser import text_string_to_metric_families
 
 from bench import stale
 from bench.client import Client
@@ -38,6 +39,8 @@ class Record:
     notes: list[str] = field(default_factory=list)
     cpu_busy_before: float | None = None
     """Share of the CPUs other work kept busy just before this run was measured."""
+    route_misses: dict[str, int] | None = None
+    """Cache misses per route during the measured run (the service's ``/metrics``)."""
     server_cpu_s: float | None = None
     """CPU seconds the server's processes used during the measured run: unlike requests/s,
     barely moved by other work on a shared machine."""
@@ -56,6 +59,23 @@ def command_calls(url: str) -> dict[str, int]:
         client.close()
     return {name: int(value["calls"]) for key, value in stats.items()
             if (name := key.removeprefix("cmdstat_")) not in BENCH_COMMANDS}
+
+
+def route_misses(server: Server) -> dict[str, int]:
+    """``cache_lookups_total{outcome="miss"}`` per route, summed over the service's workers.
+
+    Workers write their samples every second (``handlers.metrics.FLUSH_SECONDS``): wait that
+    long first, so every worker's last requests are in."""
+    time.sleep(1.2)
+    with Client(server.base_url) as client:
+        text = client.get("/metrics").body.decode()
+    out: dict[str, int] = {}
+    for family in text_string_to_metric_families(text):
+        for sample in family.samples:
+            if sample.name == "cache_lookups_total" and sample.labels.get("outcome") == "miss":
+                route = sample.labels["route"]
+                out[route] = out.get(route, 0) + int(sample.value)
+    return out
 
 
 def diff_calls(before: dict[str, int], after: dict[str, int]) -> dict[str, int]:
@@ -185,7 +205,9 @@ class Measurer:
                 self._wrk(server, "hits", files.hits, self.warmup)
                 paths = files.hits
             elif workload == "misses":
-                self._wrk(server, "hits", files.hits, self.warmup)
+                # Warm up on miss traffic: a cached configuration's hits never run the handler,
+                # and a server whose handler path is cold costs more per request for a while.
+                self._wrk(server, "misses", files.misses_warmup, self.warmup)
                 if cached:
                     # A write bumps the feed's generation: entries stored by earlier runs with
                     # the same cursors can no longer be served, so every request misses.
@@ -209,6 +231,8 @@ class Measurer:
                 extra = {"BENCH_ITEMS": str(files.items_file(items, base)),
                          "BENCH_WRITE_EVERY": str(WRITE_EVERY), "BENCH_LOG_DIR": str(stale_dir)}
                 paths = files.mixed
+        watch_routes = workload == "mixed" and cached
+        misses_before = route_misses(server) if watch_routes else {}
         watch_redis = config.kind == "service" and config.cache == "redis"
         before = command_calls(self.redis_main.url) if watch_redis else {}
         # Writes of the mixed workload leave PostgreSQL busy for a while (autovacuum):
@@ -218,9 +242,13 @@ class Measurer:
         result = self._wrk(server, workload, paths, self.duration, **extra)
         cpu = server.cpu_seconds() - cpu_before
         commands = diff_calls(before, command_calls(self.redis_main.url)) if watch_redis else None
+        if watch_routes:
+            after = route_misses(server)
+            extra_misses = {route: n - misses_before.get(route, 0) for route, n in after.items()}
         record = Record(config.name, config.workers, workload, round_no, result.as_dict(),
                         redis_commands=commands, notes=notes, server_cpu_s=round(cpu, 3),
-                        cpu_busy_before=round(busy, 2))
+                        cpu_busy_before=round(busy, 2),
+                        route_misses=extra_misses if watch_routes else None)
         if stale_dir is not None:
             report = stale.check_dir(stale_dir, {i.id: base for i in self.files.items})
             record.stale = report.as_dict()

@@ -66,6 +66,21 @@ def _stale_table(summaries: Mapping[tuple[str, int, str], Summary]) -> str:
     return "\n".join(lines)
 
 
+def _route_misses_table(summaries: Mapping[tuple[str, int, str], Summary]) -> str:
+    """Cache misses per write, by route: which invalidations the hit rate pays for."""
+    rows = [s for s in _sorted(summaries, "mixed") if s.route_misses and s.writes]
+    routes = sorted({route for s in rows for route in s.route_misses})
+    if not rows:
+        return ""
+    lines = ["| configuration | workers | " + " | ".join(f"`{r}`" for r in routes) + " | all |",
+             "|---|---|" + "---|" * (len(routes) + 1)]
+    for s in rows:
+        cells = [f"{s.route_misses.get(r, 0) / s.writes:.2f}" for r in routes]
+        lines.append(f"| {s.config} | {s.workers} | " + " | ".join(cells) +
+                     f" | {sum(s.route_misses.values()) / s.writes:.2f} |")
+    return "\n".join(lines)
+
+
 def _commands_table(summaries: Mapping[tuple[str, int, str], Summary]) -> str:
     lines = ["| configuration | workers | workload | commands per request | by command |",
              "|---|---|---|---|---|"]
@@ -158,8 +173,14 @@ def markdown(*, summaries: Mapping[tuple[str, int, str], Summary], targets: list
               "post itself, and the next read of each of those misses: with one write in 20 "
               "requests, a 95% hit rate leaves room for about one miss per write. With 2 "
               "workers each memory backend is its worker's own, and the pre-warm (one GET per "
-              "URL) warms only the worker that served it.", "",
-              "## Redis commands per request (`INFO commandstats`)", "",
+              "URL) warms only the worker that served it.", ""]
+    route_table = _route_misses_table(summaries)
+    if route_table:
+        lines += ["### Cache misses per write, by route (mixed workload, from `/metrics`)", "",
+                  route_table, "",
+                  "`/api/posts` covers the feed's pages (every PATCH clears all of them: a "
+                  "page's posts are only known after its query ran) and the authors' lists.", ""]
+    lines += ["## Redis commands per request (`INFO commandstats`)", "",
               _commands_table(summaries), ""]
     lines += _growth_section(growth)
     lines += _profile_section(profile)

@@ -29,6 +29,8 @@ class Summary:
     writes_acknowledged: int | None = None
     misses: int = 0
     writes: int = 0
+    route_misses: dict[str, int] = field(default_factory=dict)
+    """Cache misses per route over every round (the mixed workload, cached configurations)."""
     cpu_us_per_request: float | None = None
     """Server CPU per request (all rounds), the noise-robust counterpart of requests/s."""
 
@@ -70,6 +72,9 @@ def summarise(records: Iterable[Mapping[str, Any]]) -> dict[tuple[str, int, str]
                if r.get("server_cpu_s") is not None]
         if cpu and sum(n for _, n in cpu):
             summary.cpu_us_per_request = 1e6 * sum(c for c, _ in cpu) / sum(n for _, n in cpu)
+        for r in runs:
+            for route, n in (r.get("route_misses") or {}).items():
+                summary.route_misses[route] = summary.route_misses.get(route, 0) + n
         stale = [r["stale"] for r in runs if r.get("stale")]
         if stale:
             summary.stale_reads = sum(s["stale_reads"] for s in stale)

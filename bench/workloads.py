@@ -50,6 +50,9 @@ class WorkloadFiles:
     universe: Path
     items: list[WritablePost]
     universe_size: int
+    misses_warmup: Path
+    """Other cursors than ``misses``: the all-misses warm-up runs the handler as the measured
+    run will, without storing an entry the measured run could hit (even in the peer)."""
 
     def items_file(self, items: list[WritablePost], base_version: int) -> Path:
         """The ``id token base_version`` lines ``lua/mixed.lua`` reads (items with tokens)."""
@@ -150,8 +153,12 @@ def build(db: BenchDatabase, directory: Path, *, sequence_length: int, scale: fl
     directory.mkdir(parents=True, exist_ok=True)
     hits = directory / "hits.txt"
     hits.write_text(HIT_PATH + "\n")
+    all_misses = miss_paths(db)
+    warmup_share = len(all_misses) // 5
     misses = directory / "misses.txt"
-    misses.write_text("\n".join(miss_paths(db)) + "\n")
+    misses.write_text("\n".join(all_misses[warmup_share:]) + "\n")
+    misses_warmup = directory / "misses-warmup.txt"
+    misses_warmup.write_text("\n".join(all_misses[:warmup_share]) + "\n")
     items = writable_posts(db)
     hot = [f"/api/posts/{i.id}" for i in items]
     hot += list(dict.fromkeys(f"/api/posts?author={quote(i.username)}" for i in items))
@@ -165,4 +172,5 @@ def build(db: BenchDatabase, directory: Path, *, sequence_length: int, scale: fl
     mixed.write_text("\n".join(zipf_sequence(ranked, sequence_length, s=s)) + "\n")
     log.info("Workloads: %d miss URLs, %d mixed URLs (Zipf s=%.1f), %d written posts",
              misses.read_text().count("\n"), len(ranked), s, len(items))
-    return WorkloadFiles(directory, hits, misses, mixed, universe_file, items, len(ranked))
+    return WorkloadFiles(directory, hits, misses, mixed, universe_file, items, len(ranked),
+                         misses_warmup)

@@ -145,3 +145,20 @@ def test_cpu_seconds_counts_this_process() -> None:
         pass
     assert cpu_seconds([os.getpid()]) - before >= 0.03
     assert cpu_seconds([2 ** 22 + 12345]) == 0.0  # no such process
+
+
+def test_route_misses_add_up_over_rounds_and_report_per_write() -> None:
+    from bench.report import _route_misses_table
+
+    records = []
+    for round_no, misses in ((1, {"/api/posts": 30, "/api/posts/<post_id:int>": 20}),
+                             (2, {"/api/posts": 10})):
+        record = _record("redis", "mixed", 100, round_no=round_no, hits=900, misses=60)
+        record["result"]["counts"]["writes"] = 20
+        record["route_misses"] = misses
+        records.append(record)
+    summary = summarise(records)[("redis", 1, "mixed")]
+    assert summary.route_misses == {"/api/posts": 40, "/api/posts/<post_id:int>": 20}
+    table = _route_misses_table({summary_key: summary
+                                 for summary_key in [("redis", 1, "mixed")]})
+    assert "| redis | 1 | 1.00 | 0.50 | 1.50 |" in table
