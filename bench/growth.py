@@ -164,7 +164,8 @@ def memory_flood(files: WorkloadFiles, *, database_url: str, log_dir: Path, limi
 
     Every one is a miss that queries the database, so the flood stops after one pass or at
     ``max_seconds``; the result says how many were actually sent."""
-    lines = files.misses.read_text().splitlines()[:count]
+    lines = (files.misses.read_text().splitlines()
+             + files.misses_warmup.read_text().splitlines())[:count]
     flood = files.directory / f"flood-{count}.txt"
     flood.write_text("\n".join(lines) + "\n")
     server = make_server(Config("memory", "service", 1, "memory"), log_dir=log_dir,
