@@ -242,13 +242,12 @@ class Measurer:
         result = self._wrk(server, workload, paths, self.duration, **extra)
         cpu = server.cpu_seconds() - cpu_before
         commands = diff_calls(before, command_calls(self.redis_main.url)) if watch_redis else None
-        if watch_routes:
-            after = route_misses(server)
-            extra_misses = {route: n - misses_before.get(route, 0) for route, n in after.items()}
+        misses = {route: n - misses_before.get(route, 0)
+                  for route, n in route_misses(server).items()} if watch_routes else None
         record = Record(config.name, config.workers, workload, round_no, result.as_dict(),
                         redis_commands=commands, notes=notes, server_cpu_s=round(cpu, 3),
                         cpu_busy_before=round(busy, 2),
-                        route_misses=extra_misses if watch_routes else None)
+                        route_misses=misses)
         if stale_dir is not None:
             report = stale.check_dir(stale_dir, {i.id: base for i in self.files.items})
             record.stale = report.as_dict()

@@ -18,12 +18,12 @@ from __future__ import annotations
 
 import glob
 import logging
-from bisect import bisect_left
-from typing import Any
 import os
 import re
 import shutil
 import tempfile
+from bisect import bisect_left
+from typing import Any
 
 from prometheus_client import (
     CONTENT_TYPE_PLAIN_0_0_4,
