@@ -3,9 +3,10 @@
 Heroku, Neon, Supabase and Render hand out ``DATABASE_URL``s written for libpq, such as
 ``postgres://u:p@host/db?sslmode=require&channel_binding=require``. Tortoise passes the query
 options to ``asyncpg.connect()`` as keywords, which rejects libpq's (``TypeError: connect() got
-an unexpected keyword argument 'sslmode'``). ``tortoise_connection`` translates them into a
-credentials dict instead; the options Tortoise itself understands (``maxsize``, ``minsize``,
-``statement_cache_size``, ``schema``, ...) still go through its own ``expand_db_url``.
+an unexpected keyword argument 'sslmode'``). ``tortoise_connection`` builds the credentials
+dict instead: Tortoise's ``expand_db_url`` parses user, password, host, port and database; the
+options Tortoise and asyncpg take (``maxsize``, ``minsize``, ``statement_cache_size``,
+``command_timeout``, ``schema``, ...) are cast with Tortoise's own table, extended.
 
 ``sslmode`` follows libpq's table, https://www.postgresql.org/docs/current/libpq-ssl.html
 ("SSL Mode Descriptions"); asyncpg's ``ssl=`` gets:
@@ -26,7 +27,12 @@ verify-full   verify-ca, and the host name matches     ``SSLContext``, host name
 Departure from libpq: without ``sslrootcert``, verify-ca and verify-full trust the system's CA
 store (what libpq 16+ does for ``sslrootcert=system``), not ``~/.postgresql/root.crt``: managed
 providers sign with public CAs, and a container has no ``~/.postgresql``. To pin a private CA
-(a self-hosted server), name its file in ``sslrootcert``.
+(a self-hosted server), name its file in ``sslrootcert``. ``sslrootcert`` without ``sslmode``
+means verify-ca, as libpq checks the CA whenever the file exists (a server without TLS is then
+refused, where libpq's ``prefer`` would fall back); with disable, allow or prefer it is ignored,
+with a warning. The mode strings are asyncpg's own, which like libpq read ``PGSSLROOTCERT`` and
+``~/.postgresql/`` for ``require``. Tortoise's ``ssl=true|false`` keeps working (true is
+verify-full), without its bool cast reading "false" as true.
 
 Other libpq options are translated where asyncpg has the same thing (``target_session_attrs``,
 ``connect_timeout``, ``options=-c name=value``, ``sslnegotiation=direct``, ``dbname``) and
@@ -138,6 +144,8 @@ def ssl_option(sslmode: str | None, sslrootcert: str | None = None,
     if mode == "require" and sslrootcert:
         mode = "verify-ca"  # libpq: "require" with a root CA file behaves as verify-ca
     if mode not in ("verify-ca", "verify-full"):
+        if sslrootcert:
+            log.warning("DATABASE_URL sslrootcert is ignored with sslmode=%s", mode)
         return mode
     cafile = None if sslrootcert in (None, "", "system") else sslrootcert
     try:

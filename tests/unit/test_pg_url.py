@@ -164,3 +164,10 @@ def test_sqlite_url_stays_a_url() -> None:
 def test_describe_database_leaves_out_the_query() -> None:
     described = describe_database("postgres://u:pw@h:5432/db?sslmode=require&password=s3cret")
     assert described == "PostgreSQL (h:5432/db)"
+
+
+def test_sslrootcert_with_a_non_verifying_mode_is_ignored_with_a_warning(
+        ca_file: Path, caplog: pytest.LogCaptureFixture) -> None:
+    with caplog.at_level(logging.WARNING, logger="models.pg_url"):
+        assert credentials(f"sslmode=prefer&sslrootcert={ca_file}")["ssl"] == "prefer"
+    assert "sslrootcert is ignored with sslmode=prefer" in caplog.text
