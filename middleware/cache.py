@@ -20,7 +20,7 @@ from middleware.backends.base import CacheBackend, CacheBackendError
 from middleware.backends.memory import MemoryBackend
 from middleware.breaker import CLOSED, CircuitBreaker
 from middleware.coherence import Coherence
-from middleware.keys import EPOCH_TAG, generation_key
+from middleware.keys import EPOCH_TAG, SizedMemo, generation_key
 from middleware.observer import CacheObserver, NullObserver
 from middleware.policy import etag_for
 from middleware.record import DecodedRecords, Record, RecordError, decode, encode
@@ -84,7 +84,7 @@ class ResponseCache:
         self.tiers = Tiers(settings, backend, observer=self.observer, report=self._report,
                            coherence=coherence, monotonic=monotonic)
         self.flights = SingleFlight()
-        self._gen_keys: dict[tuple[str, ...], list[str]] = {}
+        self._gen_keys = SizedMemo()
         self._decoded = DecodedRecords(settings.memory_max_bytes // 16)
         self.hits = self.misses = self.bypasses = self.stores = 0
         self.invalidations = self.errors = self.decode_errors = 0
@@ -317,13 +317,11 @@ class ResponseCache:
     def _generation_keys(self, tags: Sequence[str]) -> list[str]:
         """``[placeholder, gen keys of tags..., epoch key]`` (a fresh list, memoised parts)."""
         key = tuple(tags)
-        cached = self._gen_keys.get(key)
+        cached: list[str] | None = self._gen_keys.get(key)
         if cached is None:
             ns = self.settings.namespace
             cached = ["", *(generation_key(ns, t) for t in key), generation_key(ns, EPOCH_TAG)]
-            if len(self._gen_keys) >= 4096:
-                self._gen_keys.clear()
-            self._gen_keys[key] = cached
+            self._gen_keys.put(key, cached, sum(map(len, key)) + sum(map(len, cached)))
         return list(cached)
 
     def _decode_local(self, key: str, raw: bytes) -> Record | None:

@@ -19,11 +19,13 @@ from __future__ import annotations
 
 import hashlib
 from collections.abc import Collection, Iterable
+from typing import Any
 from urllib.parse import parse_qsl, quote
 
 __all__ = [
-    "EPOCH_TAG", "MAX_KEY_LENGTH", "app_key", "bound_key", "canonical_path", "canonical_query",
-    "expand_tag", "expand_tags", "generation_key", "response_key",
+    "EPOCH_TAG", "MAX_KEY_LENGTH", "MAX_TAG_LENGTH", "MAX_TAG_LEVELS", "SizedMemo", "TagTooLong",
+    "app_key", "bound_key", "canonical_path", "canonical_query", "expand_tag", "expand_tags",
+    "generation_key", "response_key",
 ]
 
 MAX_KEY_LENGTH = 200
@@ -90,6 +92,20 @@ def generation_key(namespace: str, tag: str) -> str:
     return bound_key(f"{namespace}:gen:{tag}", namespace)
 
 
+MAX_TAG_LENGTH = 256
+"""A read's tags longer than this (characters) are refused (``TagTooLong``: the request bypasses
+the cache). Tags come from request input (``posts:author:{q.author}``); an 8 KB value with a
+colon every other byte would otherwise expand into thousands of prefixes, megabytes of
+generation keys and one huge MGET, before the handler could reject it."""
+
+MAX_TAG_LEVELS = 16
+"""Likewise for a tag with more ``:``-separated levels than this."""
+
+
+class TagTooLong(ValueError):
+    """A read's tag exceeds ``MAX_TAG_LENGTH`` or ``MAX_TAG_LEVELS``: bypass the cache."""
+
+
 def expand_tag(tag: str) -> tuple[str, ...]:
     """``"a:b:c"`` -> ``("a", "a:b", "a:b:c")``: clearing any prefix clears the tag."""
     if ":" not in tag:
@@ -98,23 +114,67 @@ def expand_tag(tag: str) -> tuple[str, ...]:
     return tuple(":".join(parts[: i + 1]) for i in range(len(parts)))
 
 
-_EXPANDED: dict[tuple[str, ...], tuple[str, ...]] = {}
+class SizedMemo:
+    """A memo bounded by entries and by the summed size (characters) of what it holds.
+
+    The hot path's memos (expanded tags, generation keys) are keyed by request-derived tags:
+    bounded by count alone, 4,096 entries of 8 KB values pinned 65 MiB per worker. Entries
+    larger than ``max_item`` are never kept; reaching either bound clears the memo (the same
+    few tags repeat, so it refills at once).
+    """
+
+    __slots__ = ("_data", "_size", "max_entries", "max_item", "max_size")
+
+    def __init__(self, max_entries: int = 4096, max_size: int = 1 << 20,
+                 max_item: int = 4096) -> None:
+        self._data: dict[Any, Any] = {}
+        self._size = 0
+        self.max_entries = max_entries
+        self.max_size = max_size
+        self.max_item = max_item
+
+    def __len__(self) -> int:
+        return len(self._data)
+
+    @property
+    def size(self) -> int:
+        """The summed size of the entries held."""
+        return self._size
+
+    def get(self, key: Any) -> Any:
+        return self._data.get(key)
+
+    def put(self, key: Any, value: Any, size: int) -> None:
+        """Keep ``value`` under ``key``; ``size`` counts both (characters)."""
+        if size > self.max_item:
+            return
+        if len(self._data) >= self.max_entries or self._size + size > self.max_size:
+            self._data.clear()
+            self._size = 0
+        self._data[key] = value
+        self._size += size
+
+
+_EXPANDED = SizedMemo()
 
 
 def expand_tags(tags: Iterable[str]) -> tuple[str, ...]:
     """Expand every tag, de-duplicate and sort (a stable order for generation vectors).
 
-    Memoised (a request's tags repeat: the feed, one author, one post), in at most 4096 entries.
+    Memoised (a request's tags repeat: the feed, one author, one post) in a ``SizedMemo``.
+    Raises ``TagTooLong`` past ``MAX_TAG_LENGTH`` / ``MAX_TAG_LEVELS``.
     """
     given = tuple(tags)
-    expanded = _EXPANDED.get(given)
+    expanded: tuple[str, ...] | None = _EXPANDED.get(given)
     if expanded is None:
         out: set[str] = set()
+        size = 0
         for tag in given:
             if tag:
+                if len(tag) > MAX_TAG_LENGTH or tag.count(":") >= MAX_TAG_LEVELS:
+                    raise TagTooLong(f"cache tag of {len(tag)} characters: {tag[:40]!r}...")
                 out.update(expand_tag(tag))
+                size += len(tag)
         expanded = tuple(sorted(out))
-        if len(_EXPANDED) >= 4096:
-            _EXPANDED.clear()
-        _EXPANDED[given] = expanded
+        _EXPANDED.put(given, expanded, size + sum(len(tag) for tag in expanded))
     return expanded

@@ -24,7 +24,7 @@ from sanic.response import BaseHTTPResponse, HTTPResponse
 from middleware.backends.base import CacheBackend, CacheBackendError
 from middleware.cache import HIT, Lookup, ResponseCache
 from middleware.coherence import Coherence
-from middleware.keys import EPOCH_TAG, canonical_query, response_key
+from middleware.keys import EPOCH_TAG, TagTooLong, canonical_query, response_key
 from middleware.observer import CacheObserver
 from middleware.policy import (
     WRITE_METHODS, bypass_reason, cache_control_for, client_wants_refresh, etag_matches,
@@ -142,6 +142,11 @@ class CacheHooks:
             return None
         try:
             tags = read.tags.resolve(request)
+        except TagTooLong:
+            # Oversized request input (the handler will reject it): not worth a log line each.
+            log.debug("Oversized cache tag on %s; bypassing the cache", rule.path, exc_info=True)
+            self._bypass(request, rule, head)
+            return None
         except Exception:
             log.exception("Tags of cache rule %s failed; bypassing the cache", rule.path)
             self._bypass(request, rule, head)

@@ -131,3 +131,27 @@ async def test_a_5xx_after_the_commit_still_clears(
     assert [item["content"] for item in feed.json["items"]] == ["committed anyway"]
     # Only what the write changes was cleared, not the whole cache.
     assert (await client.get("/api/jobs")).headers["x-cache"] == "HIT"
+
+
+async def test_huge_query_values_cannot_pin_memory_or_amplify(
+        service: tuple[Client, Any]) -> None:
+    """4,096 requests with 8 KB ``author`` values pinned ~65 MiB per worker in the tag memos
+    (bounded by count only), because the key and tags are built before the handler rejects
+    the value; a colon every other byte also expanded one tag into 4,000 prefixes."""
+    from middleware import keys
+
+    client, app = service
+    await _warm(client)
+    for i in range(60):
+        # Up to ~7.5 KB on the wire, under Sanic's 8 KB header limit ("a:" is sent "a%3A").
+        value = f"{i}" + ("a:" * 1800 if i % 2 else "a" * 7000)
+        response = await client.get("/api/posts", params={"author": value})
+        assert response.status == 400  # the handler rejects it...
+        assert response.headers["x-cache"] == "BYPASS"  # ...and the cache stayed out of it
+    for i in range(600):  # below the tag bound, above the handler's: distinct, memoised
+        response = await client.get("/api/posts", params={"author": f"{i:0>200}"})
+        assert response.status == 400
+    cache = app.ctx.cache
+    assert keys._EXPANDED.size <= 1 << 20  # noqa: SLF001
+    assert cache._gen_keys.size <= 1 << 20  # noqa: SLF001
+    await _all_still_hit(client)

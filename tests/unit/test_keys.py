@@ -116,3 +116,36 @@ def test_expand_tags_dedupes_and_sorts() -> None:
 def test_generation_keys() -> None:
     assert generation_key("ns", "posts:feed") == "ns:gen:posts:feed"
     assert generation_key("ns", EPOCH_TAG) == "ns:gen:*epoch*"
+
+
+def test_sized_memo_is_bounded_by_size_as_well_as_entries() -> None:
+    from middleware.keys import SizedMemo
+
+    memo = SizedMemo(max_entries=100, max_size=1000, max_item=300)
+    memo.put("big", "x", 301)
+    assert memo.get("big") is None and len(memo) == 0
+    for i in range(50):
+        memo.put(i, i, 90)
+        assert memo.size <= 1000 and len(memo) <= 100
+    assert memo.get(49) == 49
+
+
+def test_oversized_or_deep_tags_are_refused_before_expansion() -> None:
+    from middleware.keys import MAX_TAG_LENGTH, MAX_TAG_LEVELS, TagTooLong
+
+    with pytest.raises(TagTooLong):
+        expand_tags(["posts:author:" + "a" * MAX_TAG_LENGTH])
+    with pytest.raises(TagTooLong):  # an 8 KB colon bomb would expand into 4,000 prefixes
+        expand_tags(["posts:author:" + "a:" * 4000])
+    with pytest.raises(TagTooLong):
+        expand_tags([":".join("x" * (MAX_TAG_LEVELS + 1))])
+    assert len(expand_tags(["a:" * (MAX_TAG_LEVELS - 2) + "b"])) == MAX_TAG_LEVELS - 1
+
+
+def test_the_expansion_memo_stays_small_under_many_distinct_long_tags() -> None:
+    from middleware import keys
+
+    for i in range(5000):
+        expand_tags([f"posts:author:{i:0>200}"])
+    assert keys._EXPANDED.size <= keys._EXPANDED.max_size  # noqa: SLF001
+    assert keys._EXPANDED.max_size <= 1 << 20  # noqa: SLF001
