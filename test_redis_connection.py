@@ -112,7 +112,7 @@ _VERIFY_CAUSES: dict[int, tuple[str, str]] = {
     21: _UNKNOWN_CA,  # unable to verify the first certificate
     9: ("certificate not yet valid", "check the clock of this machine"),
     10: ("certificate expired",
-         "the server needs a renewed certificate (or this machine's clock is wrong)"),
+         "the server needs a renewed certificate, or this machine's clock is wrong"),
     62: _HOSTNAME,  # hostname mismatch
     64: _HOSTNAME,  # IP address mismatch
 }
@@ -176,14 +176,21 @@ def classify(exc: BaseException, url: str) -> CheckFailed:
     return CheckFailed(EXIT_OTHER, "error", f"{type(exc).__name__}: {text}")
 
 
-def _tls_line(url: str, settings: CacheSettings, ssl_object: ssl.SSLObject | None) -> str:
-    if not url.startswith("rediss://"):
+def _tls_line(url: str, settings: CacheSettings, client: PipelinedRedis) -> str:
+    # What the client does, not what the settings ask: the URL's own ssl_cert_reqs=none and
+    # ssl_ca_certs override them (RedisBackend.from_url).
+    context = client.ssl_context
+    if not url.startswith("rediss://") or context is None:
         return "off (redis://): commands and the password travel in clear text"
+    ssl_object = _ssl_object(client)
     session = f"{ssl_object.version()}, " if ssl_object is not None else ""
-    if settings.tls_insecure:
-        return f"on ({session}certificate NOT verified: REDIS_TLS_INSECURE is set)"
-    ca = settings.tls_ca_certs or "the system CA store"
-    return f"on ({session}certificate verified against {ca}, hostname checked)"
+    if context.verify_mode == ssl.CERT_NONE:
+        why = "REDIS_TLS_INSECURE is set" if settings.tls_insecure \
+            else "the URL says ssl_cert_reqs=none"
+        return f"on ({session}certificate NOT verified: {why})"
+    ca = client.options.get("ssl_ca_certs") or settings.tls_ca_certs or "the system CA store"
+    hostname = "hostname checked" if context.check_hostname else "hostname NOT checked"
+    return f"on ({session}certificate verified against {ca}, {hostname})"
 
 
 def _ssl_object(client: PipelinedRedis) -> ssl.SSLObject | None:
@@ -241,7 +248,7 @@ async def run_checks(url: str, settings: CacheSettings, concurrency: int, out: T
         await _execute(client, ("PING",))
         report("connect", f"ok in {_ms(time.perf_counter() - started)} (TCP, TLS, AUTH, PING)")
         step = "TLS"
-        report("TLS", _tls_line(url, settings, _ssl_object(client)))
+        report("TLS", _tls_line(url, settings, client))
         step = "PING"
         pings = []
         for _ in range(5):

@@ -35,8 +35,8 @@ def verify_error(code: int, message: str) -> ssl.SSLCertVerificationError:
     (21, "unable to verify the first certificate", "certificate verify failed, unknown CA: "
      "unable to verify the first certificate (set REDIS_TLS_CA_CERTS"),
     (10, "certificate has expired", "certificate verify failed, certificate expired: "
-     "certificate has expired (the server needs a renewed certificate (or this machine's clock "
-     "is wrong))"),
+     "certificate has expired (the server needs a renewed certificate, or this machine's clock "
+     "is wrong)"),
     (9, "certificate is not yet valid", "certificate verify failed, certificate not yet valid: "
      "certificate is not yet valid (check the clock of this machine)"),
     (62, "Hostname mismatch, certificate is not valid for 'localhost'.",
