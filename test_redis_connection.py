@@ -13,7 +13,8 @@ are never printed.
 
 Exit status: 0 all good; 2 bad URL or setting; 3 connection refused or host unreachable;
 4 timeout; 5 authentication failed; 6 TLS failure; 1 any other failure.  A failure prints one
-line, ``FAIL (<kind>): <reason>``, on stderr.
+line, ``FAIL (<kind>): <reason>``, on stderr; a rejected certificate's reason names the cause
+(``certificate verify failed, unknown CA|certificate expired|hostname mismatch: ...``).
 """
 
 from __future__ import annotations
@@ -97,6 +98,37 @@ def _refused(err: BaseException) -> bool:
         f"[Errno {errno.ECONNREFUSED}]" in str(err) or "Connection refused" in str(err)
 
 
+# OpenSSL's X509_V_ERR_* codes (``SSLCertVerificationError.verify_code``) by the cause they
+# name, with what to do about it.
+_UNKNOWN_CA = ("unknown CA", "set REDIS_TLS_CA_CERTS to the CA that signed the server's "
+               "certificate")
+_HOSTNAME = ("hostname mismatch", "connect with a host name the certificate lists, or get a "
+             "certificate for this one")
+_VERIFY_CAUSES: dict[int, tuple[str, str]] = {
+    2: _UNKNOWN_CA,  # unable to get issuer certificate
+    18: _UNKNOWN_CA,  # self-signed certificate
+    19: _UNKNOWN_CA,  # self-signed certificate in certificate chain
+    20: _UNKNOWN_CA,  # unable to get local issuer certificate
+    21: _UNKNOWN_CA,  # unable to verify the first certificate
+    9: ("certificate not yet valid", "check the clock of this machine"),
+    10: ("certificate expired",
+         "the server needs a renewed certificate, or this machine's clock is wrong"),
+    62: _HOSTNAME,  # hostname mismatch
+    64: _HOSTNAME,  # IP address mismatch
+}
+
+
+def _verify_failure(err: ssl.SSLCertVerificationError) -> str:
+    """The reason a certificate was rejected, its cause named first (unknown CA, expired,
+    hostname mismatch), OpenSSL's own words after it."""
+    detail = str(err.verify_message or err.reason or err).rstrip(".")
+    cause = _VERIFY_CAUSES.get(err.verify_code)
+    if cause is None:
+        return f"certificate verify failed: {detail} (X509 error {err.verify_code})"
+    name, advice = cause
+    return f"certificate verify failed, {name}: {detail} ({advice})"
+
+
 def classify(exc: BaseException, url: str) -> CheckFailed:
     """Map a Redis / OS / TLS error to one failure class with a readable reason."""
     chain = list(_chain(exc))
@@ -115,9 +147,7 @@ def classify(exc: BaseException, url: str) -> CheckFailed:
             return CheckFailed(EXIT_AUTH, "auth", f"Redis rejected the credentials: {err}")
     for err in chain:
         if isinstance(err, ssl.SSLCertVerificationError):
-            return CheckFailed(EXIT_TLS, "TLS", "certificate not trusted: "
-                               f"{err.verify_message or err.reason} (set REDIS_TLS_CA_CERTS to "
-                               "the CA that signed the server's certificate)")
+            return CheckFailed(EXIT_TLS, "TLS", _verify_failure(err))
         if isinstance(err, ssl.SSLError):
             hint = _TLS_PORT_HINT if "WRONG_VERSION_NUMBER" in str(err) else ""
             return CheckFailed(EXIT_TLS, "TLS", f"handshake failed: {err.reason or err}{hint}")
@@ -146,14 +176,21 @@ def classify(exc: BaseException, url: str) -> CheckFailed:
     return CheckFailed(EXIT_OTHER, "error", f"{type(exc).__name__}: {text}")
 
 
-def _tls_line(url: str, settings: CacheSettings, ssl_object: ssl.SSLObject | None) -> str:
-    if not url.startswith("rediss://"):
+def _tls_line(url: str, settings: CacheSettings, client: PipelinedRedis) -> str:
+    # What the client does, not what the settings ask: the URL's own ssl_cert_reqs=none and
+    # ssl_ca_certs override them (RedisBackend.from_url).
+    context = client.ssl_context
+    if not url.startswith("rediss://") or context is None:
         return "off (redis://): commands and the password travel in clear text"
+    ssl_object = _ssl_object(client)
     session = f"{ssl_object.version()}, " if ssl_object is not None else ""
-    if settings.tls_insecure:
-        return f"on ({session}certificate NOT verified: REDIS_TLS_INSECURE is set)"
-    ca = settings.tls_ca_certs or "the system CA store"
-    return f"on ({session}certificate verified against {ca}, hostname checked)"
+    if context.verify_mode == ssl.CERT_NONE:
+        why = "REDIS_TLS_INSECURE is set" if settings.tls_insecure \
+            else "the URL says ssl_cert_reqs=none"
+        return f"on ({session}certificate NOT verified: {why})"
+    ca = client.options.get("ssl_ca_certs") or settings.tls_ca_certs or "the system CA store"
+    hostname = "hostname checked" if context.check_hostname else "hostname NOT checked"
+    return f"on ({session}certificate verified against {ca}, {hostname})"
 
 
 def _ssl_object(client: PipelinedRedis) -> ssl.SSLObject | None:
@@ -211,7 +248,7 @@ async def run_checks(url: str, settings: CacheSettings, concurrency: int, out: T
         await _execute(client, ("PING",))
         report("connect", f"ok in {_ms(time.perf_counter() - started)} (TCP, TLS, AUTH, PING)")
         step = "TLS"
-        report("TLS", _tls_line(url, settings, _ssl_object(client)))
+        report("TLS", _tls_line(url, settings, client))
         step = "PING"
         pings = []
         for _ in range(5):

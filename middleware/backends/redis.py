@@ -133,10 +133,16 @@ class RedisBackend:
         ignored = sorted(set(options) - _URL_OPTIONS)
         if ignored:
             log.warning("Redis URL options ignored by the cache: %s", ", ".join(ignored))
+        url_insecure = str(options.get("ssl_cert_reqs", "")).lower() in {
+            "none", str(int(ssl.CERT_NONE))}
+        if url.startswith("rediss://") and (settings.tls_insecure or url_insecure):
+            log.warning("Redis TLS certificate verification is OFF (%s) for %s: the connection "
+                        "is encrypted but whoever answers is trusted",
+                        "ssl_cert_reqs=none in the URL" if url_insecure else "REDIS_TLS_INSECURE",
+                        redact_url(url))
         settings = replace(
             settings,
-            tls_insecure=settings.tls_insecure or str(options.get("ssl_cert_reqs", "")).lower()
-            in {"none", str(int(ssl.CERT_NONE))},
+            tls_insecure=settings.tls_insecure or url_insecure,
             tls_ca_certs=options.get("ssl_ca_certs") or settings.tls_ca_certs,
             socket_timeout=float(options.get("socket_timeout") or settings.socket_timeout),
             connect_timeout=float(options.get("socket_connect_timeout")

@@ -1,8 +1,9 @@
 """The connection checker (``test_redis_connection.py``) against throwaway Redis servers.
 
 Each failure class gets the server that produces it: a ``--requirepass`` server, a closed port,
-a port that accepts but never answers, and a TLS server whose certificate comes from a CA made
-here with the ``openssl`` CLI (verified with the right CA, with an unrelated one, and not at all).
+a port that accepts but never answers, and a TLS server whose certificate comes from a test CA
+(``tests/tls_redis.py``: verified with the right CA, with an unrelated one, and not at all; the
+other TLS negatives, a wrong host name and an expired certificate, are in ``test_tls.py``).
 What the checker claims about the connection (one, carrying every concurrent command) is checked
 against the server's own counters.
 """
@@ -14,9 +15,6 @@ import os
 import socket
 import subprocess
 import sys
-import time
-from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
@@ -26,6 +24,10 @@ from pytest_redis.executor import RedisExecutor
 
 import test_redis_connection as checker
 from tests.server import free_port
+from tests.tls_redis import tls_files, tls_redis, tls_redis_wanting_client_certs
+
+# The TLS fixtures, shared with test_tls (and imported from here by test_health_logs).
+__all__ = ["tls_files", "tls_redis", "tls_redis_wanting_client_certs"]
 
 ROOT = Path(__file__).resolve().parents[2]
 PASSWORD = "checker-pw-8f3a1c"
@@ -190,75 +192,6 @@ def test_command_line_reads_redis_url_and_sets_the_exit_status(
 
 # -- TLS ----------------------------------------------------------------------------------------
 
-def _openssl(*args: str, cwd: Path) -> None:
-    subprocess.run(["openssl", *args], cwd=cwd, check=True, capture_output=True, timeout=60)
-
-
-def _make_ca(directory: Path, name: str) -> None:
-    _openssl("req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1",
-             "-nodes", "-days", "2", "-subj", f"/CN={name}", "-keyout", f"{name}.key",
-             "-out", f"{name}.crt", "-addext", "basicConstraints=critical,CA:TRUE",
-             "-addext", "keyUsage=critical,keyCertSign,cRLSign", cwd=directory)
-
-
-@pytest.fixture(scope="module")
-def tls_files(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """A test CA, a server certificate it signed (localhost, 127.0.0.1), an unrelated CA."""
-    directory = tmp_path_factory.mktemp("tls")
-    _make_ca(directory, "ca")
-    _make_ca(directory, "other-ca")
-    _openssl("req", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes",
-             "-subj", "/CN=localhost", "-keyout", "server.key", "-out", "server.csr",
-             cwd=directory)
-    (directory / "server.ext").write_text(
-        "basicConstraints=CA:FALSE\nkeyUsage=critical,digitalSignature,keyEncipherment\n"
-        "extendedKeyUsage=serverAuth\nsubjectAltName=DNS:localhost,IP:127.0.0.1\n")
-    _openssl("x509", "-req", "-in", "server.csr", "-CA", "ca.crt", "-CAkey", "ca.key",
-             "-CAcreateserial", "-days", "2", "-out", "server.crt", "-extfile", "server.ext",
-             cwd=directory)
-    return directory
-
-
-@contextmanager
-def _tls_server(tls_files: Path, auth_clients: str) -> Iterator[int]:
-    """A throwaway redis-server speaking only TLS on a free loopback port."""
-    port = free_port()
-    proc = subprocess.Popen(
-        ["redis-server", "--port", "0", "--tls-port", str(port), "--bind", "127.0.0.1",
-         "--tls-cert-file", str(tls_files / "server.crt"),
-         "--tls-key-file", str(tls_files / "server.key"),
-         "--tls-ca-cert-file", str(tls_files / "ca.crt"), "--tls-auth-clients", auth_clients,
-         "--save", "", "--appendonly", "no", "--dir", str(tls_files)],
-        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
-    try:
-        deadline = time.monotonic() + 10
-        while True:
-            assert proc.poll() is None, f"redis-server has no TLS support? {proc.stdout.read()}"
-            with socket.socket() as probe:
-                if probe.connect_ex(("127.0.0.1", port)) == 0:
-                    break
-            assert time.monotonic() < deadline, "TLS redis-server did not start"
-            time.sleep(0.05)
-        yield port
-    finally:
-        proc.terminate()
-        proc.wait(timeout=10)
-        assert proc.stdout is not None
-        proc.stdout.close()
-
-
-@pytest.fixture(scope="module")
-def tls_redis(tls_files: Path) -> Iterator[int]:
-    with _tls_server(tls_files, auth_clients="no") as port:
-        yield port
-
-
-@pytest.fixture(scope="module")
-def tls_redis_wanting_client_certs(tls_files: Path) -> Iterator[int]:
-    with _tls_server(tls_files, auth_clients="yes") as port:
-        yield port
-
-
 def test_tls_with_the_right_ca_is_verified(tls_files: Path, tls_redis: int) -> None:
     code, out, err = run("--url", f"rediss://127.0.0.1:{tls_redis}/0",
                          "--ca-certs", str(tls_files / "ca.crt"))
@@ -272,7 +205,8 @@ def test_tls_with_a_wrong_ca_fails_verification(tls_files: Path, tls_redis: int)
     code, _, err = run("--url", f"rediss://localhost:{tls_redis}/0",
                        "--ca-certs", str(tls_files / "other-ca.crt"))
     assert code == checker.EXIT_TLS
-    assert err.startswith("FAIL (TLS): certificate not trusted")
+    assert err.startswith("FAIL (TLS): certificate verify failed, unknown CA: ")
+    assert "set REDIS_TLS_CA_CERTS to the CA that signed the server's certificate" in err
     assert err.count("\n") == 1
 
 
