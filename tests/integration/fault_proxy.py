@@ -15,9 +15,13 @@ redis-server). The fault applies at once to the connections already open and to 
 ``stall_replies()``  commands still reach the server; its replies are dropped, the client's
                      socket stays open.
 
+A delay applies to the chunks read after the switch; chunks already delayed keep their time.
 A connection that lost bytes (blackhole, stall) stays in that fault until it closes: resuming
 it would hand the client replies to commands it did not send last, a corruption no real
 network produces (TCP retransmits or the connection dies).
+
+For the tests' bookkeeping: ``accepted`` and ``resets`` count connections, ``seen`` counts the
+``watched`` byte patterns (``MGET``, ``PING``) in what the clients sent, dropped or not.
 """
 
 from __future__ import annotations
