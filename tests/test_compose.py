@@ -23,6 +23,7 @@ import pytest
 import yaml
 
 from settings import Settings
+from tests.conftest import PG_HOST, PG_PORT
 from tests.server import free_port
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -222,7 +223,7 @@ def test_postgres_healthcheck_passes_only_against_a_live_server() -> None:
     argv = healthcheck(service_by_image(raw(), "postgres"))
     assert argv[0] == "pg_isready"
     # In the container pg_isready finds the server on its default socket; here, on TCP.
-    assert run(argv, PGHOST="127.0.0.1", PGPORT="5432").returncode == 0
+    assert run(argv, PGHOST=PG_HOST, PGPORT=str(PG_PORT)).returncode == 0
     assert run(argv, PGHOST="127.0.0.1", PGPORT=str(free_port())).returncode != 0
 
 
