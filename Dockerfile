@@ -1,6 +1,11 @@
-# The service image.  Build: docker build -t sanic-cached-api .
+# The service image, built from requirements.lock: every dependency pinned with == and checked
+# against its sha256, so two builds of the same commit install the same files.
+# Build: docker build -t sanic-cached-api .
 # Run:   docker run -p 8000:8000 -e DATABASE_URL=postgres://... -e REDIS_URL=rediss://... \
 #          -e SECRET_KEY=... -e WORKERS=2 sanic-cached-api
+# Or the whole stack (app, PostgreSQL, Redis): SECRET_KEY=... docker compose up --build
+# After changing setup.cfg's install_requires, re-lock with the one command: scripts/lock
+#
 # Python 3.11 on Debian 12 (bookworm) slim, pinned to a full patch tag: rebuilds get the same
 # interpreter.  Pin the digest too (python:3.11.14-slim-bookworm@sha256:...) in your registry.
 FROM python:3.11.14-slim-bookworm
@@ -15,18 +20,18 @@ ENV PYTHONDONTWRITEBYTECODE=1 \
 
 WORKDIR /app
 
-# Dependencies in their own layer: it is rebuilt only when setup.cfg changes, not on every code
-# change.  The list comes from setup.cfg's install_requires, the one the README's
-# scripts/bootstrap installs, so the image and a local checkout cannot drift apart.
-COPY setup.cfg pyproject.toml ./
-RUN python -c "import configparser; c = configparser.ConfigParser(); c.read('setup.cfg'); print(c['options']['install_requires'])" > /tmp/requirements.txt \
-    && pip install --no-cache-dir -r /tmp/requirements.txt \
-    && rm /tmp/requirements.txt
+# Dependencies in their own layer, rebuilt only when the lock changes, not on every code change.
+# --require-hashes refuses any file whose sha256 is not in the lock; --no-deps installs exactly
+# the lock's list (it is complete: scripts/lock resolved it), nothing pip would resolve today.
+COPY requirements.lock ./
+RUN pip install --no-cache-dir --require-hashes --no-deps -r requirements.lock
 
-# Then the code, installed the way scripts/bootstrap does it (pip install -e .), without
-# touching the dependency layer.
-COPY . .
-RUN pip install --no-cache-dir --no-deps -e . \
+# Then the project itself, a regular (not editable) install into site-packages, built with the
+# setuptools the lock just installed (sanic depends on it) rather than whatever an isolated
+# build environment would download today.  The sources are a build input only, not kept in /app.
+COPY . /tmp/src
+RUN pip install --no-cache-dir --no-deps --no-build-isolation /tmp/src \
+    && rm -rf /tmp/src \
     && useradd --system --uid 10001 --home-dir /app --shell /usr/sbin/nologin app \
     && mkdir -p /app/data \
     && chown app /app/data
