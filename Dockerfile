@@ -44,6 +44,7 @@ EXPOSE 8000
 HEALTHCHECK --interval=30s --timeout=5s --start-period=20s --retries=3 \
     CMD ["python", "-c", "import os, urllib.request; urllib.request.urlopen('http://127.0.0.1:%s/health' % os.environ.get('PORT', '8000'), timeout=3)"]
 
-# Shell form only to expand PORT and WORKERS (Render and Railway set PORT); exec hands PID 1 to
-# Sanic so docker stop's SIGTERM reaches it.
-CMD ["sh", "-c", "exec sanic app:create_app --factory --host 0.0.0.0 --port ${PORT:-8000} --workers ${WORKERS:-1}"]
+# app.main() reads HOST, PORT (Render and Railway set it), WORKERS and BACKLOG from the
+# environment; the sanic CLI has no backlog option and would leave Sanic's 100, which drops
+# connections under 1,000 concurrent clients. Exec form: Python is PID 1 and gets SIGTERM.
+CMD ["python", "-m", "app"]

@@ -319,13 +319,15 @@ def test_project_is_a_regular_install_never_editable() -> None:
     assert {"--no-deps", "--no-build-isolation"} <= set(argv)
 
 
-def test_cmd_is_the_documented_start_command_with_env_workers() -> None:
+def test_cmd_is_app_main_which_reads_host_port_workers_and_backlog() -> None:
     (cmd,) = find("CMD")
-    argv = json.loads(cmd)
-    assert argv[:2] == ["sh", "-c"]
-    assert argv[2] == ("exec sanic app:create_app --factory --host 0.0.0.0 "
-                       "--port ${PORT:-8000} --workers ${WORKERS:-1}")
-    assert "sanic app:create_app --factory" in (ROOT / "app.py").read_text()
+    assert json.loads(cmd) == ["python", "-m", "app"]
+    env = dict(arg.split("=", 1) for kw, args in instructions() if kw == "ENV"
+               for arg in args.split())
+    assert env["HOST"] == "0.0.0.0"
+    source = (ROOT / "app.py").read_text()
+    assert 'if __name__ == "__main__":\n    main()' in source
+    assert "backlog=settings.backlog" in source
 
 
 def _ignored(path: str, patterns: list[str]) -> bool:
