@@ -150,7 +150,7 @@ async def recovers_on_one_probe(service: Service, paths: list[str]) -> None:
         assert again.headers["x-cache"] == "HIT", path
     assert service.cache.stats()["memory_entries"] == 0
     health = (await service.client.get("/health/cache")).json
-    assert health["status"] == "ok" and health["backend"] == "redis"
+    assert health["status"] == "healthy" and health["backend"] == "redis"
     assert health["breaker"]["state"] == CLOSED and health["breaker"]["trips"] == trips
 
 
