@@ -3,7 +3,9 @@
 Entries are validated by generation numbers, never deleted by pattern: each tag has a counter
 (``<ns>:gen:<tag>`` in Redis, a slot of ``coherence`` for the in-memory tier) plus one global
 epoch. A lookup reads the entry and the current generations of its tags in ONE round trip
-(``MGET``); a hit needs the generations stored in the record to equal the current ones. A miss
+(``MGET``; a counter found missing is first created at a random base, see
+``backends.incarnation``); a hit needs the generations stored in the record to equal the
+current ones. A miss
 keeps the generations it read *before* the handler ran and stores the record under them, so a
 write that lands while a slow handler runs leaves that record already invalid. A write bumps
 its tags (one pipelined round trip). Redis commands: hit 1, miss 2 (MGET + SET), write 1.
@@ -23,6 +25,8 @@ from middleware.coherence import Coherence
 from middleware.keys import EPOCH_TAG, SizedMemo, generation_key
 from middleware.observer import CacheObserver, NullObserver
 from middleware.policy import etag_for
+from middleware.backends.subscriber import Subscriber
+from middleware.hot import HotTier
 from middleware.record import DecodedRecords, Record, RecordError, decode, encode
 from middleware.settings import CacheSettings
 from middleware.stampede import SingleFlight
@@ -38,9 +42,7 @@ BYPASS = "bypass"
 HELPERS = "helpers"
 
 
-def _gen(value: bytes | None) -> int:
-    if not value:
-        return 0
+def _gen(value: bytes) -> int:
     try:
         return int(value)
     except ValueError:
@@ -52,7 +54,7 @@ def _gen(value: bytes | None) -> int:
 class Lookup:
     """The outcome of one lookup, kept on the request until the response hook."""
 
-    __slots__ = ("future", "generations", "key", "outcome", "record", "tier")
+    __slots__ = ("future", "generations", "hot", "key", "outcome", "record", "tier")
 
     def __init__(self, key: str, tier: CacheBackend, generations: tuple[int, ...]) -> None:
         self.key = key
@@ -61,6 +63,8 @@ class Lookup:
         self.record: Record | None = None
         self.outcome = MISS
         self.future: Any = None
+        self.hot: tuple[tuple[int, ...], int, float] | None = None
+        """(local generations, hot-tier seq, ttl) when the record may go to the hot tier."""
 
 
 class ResponseCache:
@@ -84,6 +88,9 @@ class ResponseCache:
         self.tiers = Tiers(settings, backend, observer=self.observer, report=self._report,
                            coherence=coherence, monotonic=monotonic)
         self.flights = SingleFlight()
+        self.hot: HotTier | None = None
+        """The hot tier (L1), opened with Redis when ``settings.local_tier`` (see ``hot``)."""
+        self._subscriber: Subscriber | None = None
         self._gen_keys = SizedMemo()
         self._decoded = DecodedRecords(settings.memory_max_bytes // 16)
         self.hits = self.misses = self.bypasses = self.stores = 0
@@ -116,11 +123,28 @@ class ResponseCache:
         self.tiers.coherence = value
 
     async def open(self) -> None:
-        """Create the Redis backend from the settings when none was given."""
+        """Create the Redis backend from the settings when none was given, and the hot tier
+        with its invalidation channel when Redis has one (``RedisBackend.from_url``)."""
         await self.tiers.open()
+        remote = self.remote
+        channel = getattr(remote, "channel", None)
+        url = getattr(remote, "url", None)
+        if self.settings.local_tier and channel and url:
+            settings = self.settings
+            self.hot = hot = HotTier(settings.memory_max_entries, settings.memory_max_bytes,
+                                     clock=self._clock)
+            self.tiers.hot = hot
+            self._subscriber = Subscriber(
+                url, channel, on_message=hot.on_message, on_health=hot.on_health,
+                connect_timeout=settings.connect_timeout, timeout=settings.socket_timeout,
+                ssl_context=getattr(remote, "ssl_context", None))
+            self._subscriber.start()
 
     async def close(self) -> None:
         """Close what ``open`` created."""
+        if self._subscriber is not None:
+            await self._subscriber.close()
+            self._subscriber = None
         await self.tiers.close()
 
     @property
@@ -156,6 +180,9 @@ class ResponseCache:
             "pending_invalidations": self.coherence.outstanding,
             "coalesced": self.flights.coalesced,
             "decode_errors": self.decode_errors,
+            "hot": None if self.hot is None else {
+                "healthy": self.hot.healthy, "hits": self.hot.hits,
+                "entries": len(self.hot), "bytes": self.hot.size_bytes},
         }
 
     async def ping(self) -> float:
@@ -188,31 +215,57 @@ class ResponseCache:
     # -- lookups and stores -------------------------------------------------------------
 
     async def lookup(self, route: str, key: str, tags: Sequence[str], *,
-                     refresh: bool = False, lead: bool = True, count: bool = True) -> Lookup:
+                     refresh: bool = False, lead: bool = True, count: bool = True,
+                     hot_ttl: float | None = None) -> Lookup:
         """Read ``key`` and the generations of ``tags``; a hit sets ``lookup.record``.
 
         On a miss with ``lead`` the caller becomes the single-flight leader for the key and
         must end with ``release``; a concurrent miss waits for it instead. ``count=False``
-        keeps the lookup out of the statistics (application helpers).
+        keeps the lookup out of the statistics (application helpers). ``hot_ttl``: the
+        entry's TTL, when the hot tier may serve and keep it (``CacheRule(local=True)``).
         """
         tier = await self.tiers.select()
         if tier.shared:
-            keys = self._generation_keys(tags)
-            keys[0] = key
+            gen_keys = self._generation_keys(tags)
+            hot = self.hot
+            hot_state = None
+            if hot is not None and hot_ttl is not None and hot.healthy:
+                local = self.coherence.generations(tags)
+                if not refresh:
+                    record = hot.get(key, gen_keys, local)
+                    if record is not None:  # zero Redis commands
+                        return self._hit(Lookup(key, tier, record.generations), record,
+                                         route, count)
+                hot_state = (local, hot.seq, hot_ttl)
+            keys = [key, *gen_keys]
             start = time.perf_counter()
             values = await tier.get_many(keys)
             self._report("MGET", start)
             self.breaker.record_success()
             raw = values[0]
-            generations = tuple(_gen(value) for value in values[1:])
+            if None in values[1:]:
+                # A counter Redis does not have (never bumped, evicted, lost in a restart): no
+                # entry can be current. Create it at a random base, so an older entry can never
+                # meet its value, and store the miss under that (see backends.incarnation).
+                raw = None
+                start = time.perf_counter()
+                generations = tuple(await tier.init_many(gen_keys))
+                self._report("INIT", start)
+            else:
+                generations = tuple(_gen(value) for value in values[1:])
+            found = Lookup(key, tier, generations)
+            if hot_state is not None:
+                hot.learn(gen_keys, generations, hot_state[1])  # type: ignore[union-attr]
+                found.hot = hot_state
         else:
             raw = (await tier.get_many((key,)))[0]
             generations = self.coherence.generations(tags)
-        found = Lookup(key, tier, generations)
+            found = Lookup(key, tier, generations)
         if not refresh:
             if raw is not None:
                 record = self._decode(raw) if tier.shared else self._decode_local(key, raw)
                 if record is not None and record.generations == generations:
+                    self._keep_hot(found, record)
                     return self._hit(found, record, route, count)
             flight_key = f"{tier.name}|{key}"
             future = self.flights.joinable(flight_key, generations)
@@ -228,6 +281,11 @@ class ResponseCache:
             self.misses += 1
             self.observer.on_lookup(route, MISS)
         return found
+
+    def _keep_hot(self, found: Lookup, record: Record) -> None:
+        if found.hot is not None and self.hot is not None:
+            local, seq, ttl = found.hot
+            self.hot.put(found.key, record, record.stored_at + ttl, local, seq)
 
     def _hit(self, found: Lookup, record: Record, route: str, count: bool) -> Lookup:
         found.record = record
@@ -261,6 +319,7 @@ class ResponseCache:
         if tier.shared:
             self._report("SET", start)
             self.breaker.record_success()
+            self._keep_hot(found, record)
         if route != HELPERS:
             self.stores += 1
             self.observer.on_store(route)
@@ -295,11 +354,17 @@ class ResponseCache:
             self.observer.on_invalidate(tag)
         if self.remote is None:
             return
+        gen_keys = [generation_key(self.settings.namespace, t) for t in tags]
+        hot = self.hot
+        if hot is not None:
+            hot.forget(gen_keys)  # before the INCR is sent: nothing read from now is learned
         try:
             tier = await self.tiers.select()
             start = time.perf_counter()
             if tier.shared:
-                await tier.incr_many([generation_key(self.settings.namespace, t) for t in tags])
+                await tier.incr_many(gen_keys)
+                if hot is not None:
+                    hot.forget(gen_keys)  # and nothing read before it landed
         except BaseException:
             # A backend error, or the request cancelled (client gone) mid-INCR after its
             # write committed: either way the INCRs may not have landed, so replay them.
@@ -314,15 +379,15 @@ class ResponseCache:
 
     # -- internals ----------------------------------------------------------------------
 
-    def _generation_keys(self, tags: Sequence[str]) -> list[str]:
-        """``[placeholder, gen keys of tags..., epoch key]`` (a fresh list, memoised parts)."""
+    def _generation_keys(self, tags: Sequence[str]) -> tuple[str, ...]:
+        """``(gen keys of tags..., epoch key)``, memoised."""
         key = tuple(tags)
-        cached: list[str] | None = self._gen_keys.get(key)
+        cached: tuple[str, ...] | None = self._gen_keys.get(key)
         if cached is None:
             ns = self.settings.namespace
-            cached = ["", *(generation_key(ns, t) for t in key), generation_key(ns, EPOCH_TAG)]
+            cached = (*(generation_key(ns, t) for t in key), generation_key(ns, EPOCH_TAG))
             self._gen_keys.put(key, cached, sum(map(len, key)) + sum(map(len, cached)))
-        return list(cached)
+        return cached
 
     def _decode_local(self, key: str, raw: bytes) -> Record | None:
         """``_decode`` for the in-process tier, which returns on every hit the very bytes

@@ -92,7 +92,11 @@ async def set_cached(key: str, value: Any, ttl: float = 60, *,
                                     expand_tag(key), refresh=True, lead=False, count=False)
         seen = _misses_of_this_request(create=False)
         missed = seen.pop(key, None) if seen else None
-        if missed is not None and missed[0] is found.tier:
+        if missed is not None:
+            if missed[0] is not found.tier:
+                # The breaker moved between the miss and now: the value was computed against
+                # the other tier's generations, and no generation read now may vouch for it.
+                return
             # The value was computed after that miss: store it under what the miss read.
             found.generations = missed[1]
         record = target.make_record(found, status=200, content_type="application/json",

@@ -137,7 +137,8 @@ class CacheRule:
     are ignored). ``tags`` name what the entry depends on (see the module docstring).
     ``per_user`` puts the identity from ``identify(request)`` in the key (no identity: bypass).
     ``public`` declares that the response does not depend on credentials, so requests with
-    ``Authorization``/``Cookie`` may share the entry.
+    ``Authorization``/``Cookie`` may share the entry. ``local=False`` keeps the route out of
+    the hot tier (``middleware.hot``): every hit is one Redis round trip, as strict as Redis.
     """
 
     path: str
@@ -146,6 +147,7 @@ class CacheRule:
     tags: TagSource = ()
     per_user: bool = False
     public: bool = False
+    local: bool = True
     compiled_tags: CompiledTags = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:

@@ -45,24 +45,27 @@ _SHARED_CTX_NAME = "response_cache_coherence"
 class _State:
     """What the request hook decided, for the response hook."""
 
-    __slots__ = ("found", "head", "rule")
+    __slots__ = ("failed", "found", "head", "rule")
 
-    def __init__(self, rule: CacheRule, found: Lookup | None, head: bool) -> None:
+    def __init__(self, rule: CacheRule, found: Lookup | None, head: bool,
+                 failed: bool = False) -> None:
         self.rule = rule
-        self.found = found  # None: bypass (or the lookup failed)
+        self.found = found  # None: bypassed, or the lookup failed (``failed``)
         self.head = head
+        self.failed = failed
 
 
 class _ReadRule:
     """A CacheRule with what the hot path needs precomputed."""
 
-    __slots__ = ("cache_control", "query", "rule", "tags", "ttl")
+    __slots__ = ("cache_control", "hot_ttl", "query", "rule", "tags", "ttl")
 
     def __init__(self, rule: CacheRule) -> None:
         self.rule = rule
         self.query = frozenset(rule.query)
         self.tags = rule.compiled_tags
         self.ttl = rule.ttl
+        self.hot_ttl = float(rule.ttl) if rule.local else None
         self.cache_control = cache_control_for(rule.per_user)
 
 
@@ -157,10 +160,11 @@ class CacheHooks:
         refresh = honor and client_wants_refresh(headers.get("cache-control"),
                                                  headers.get("pragma"), honor)
         try:
-            found = await cache.lookup(rule.path, key, tags, refresh=refresh, lead=not head)
+            found = await cache.lookup(rule.path, key, tags, refresh=refresh, lead=not head,
+                                       hot_ttl=read.hot_ttl)
         except CacheBackendError as exc:
             cache.failed(exc, rule.path, "lookup")
-            request.ctx.cache_state = _State(rule, None, head)
+            request.ctx.cache_state = _State(rule, None, head, failed=True)
             return None
         request.ctx.cache_state = _State(rule, found, head)
         record = found.record
@@ -192,7 +196,9 @@ class CacheHooks:
             return
         found = state.found
         if found is None:
-            response.headers["x-cache"] = "BYPASS"
+            # ERROR: the cache was consulted and its backend failed (served uncached, fail
+            # open); BYPASS: the request deliberately did not touch the cache.
+            response.headers["x-cache"] = "ERROR" if state.failed else "BYPASS"
             return
         if found.outcome == HIT:
             return

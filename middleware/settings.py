@@ -22,6 +22,8 @@ Every variable the cache reads (all optional):
 ``CACHE_STAMPEDE_TIMEOUT``      Seconds a coalesced miss waits for the leader (default 10).
 ``CACHE_MAX_PENDING_TAGS``      Invalidations remembered while Redis is unreachable before
                                 they collapse into one global epoch bump (default 1024).
+``CACHE_LOCAL``                 ``true`` (default): with Redis, each worker keeps a hot tier
+                                that serves hits with zero Redis commands (``hot``).
 ==============================  =========================================================
 """
 
@@ -40,7 +42,7 @@ ENV_NAMES = frozenset({
     "REDIS_TLS_CA_CERTS", "REDIS_TLS_INSECURE", "CACHE_NAMESPACE", "CACHE_MEMORY_MAX_ENTRIES",
     "CACHE_MEMORY_MAX_BYTES", "CACHE_MAX_BODY_BYTES", "CACHE_BREAKER_FAILURES",
     "CACHE_BREAKER_RESET_SECONDS", "CACHE_HONOR_CLIENT_NO_CACHE", "CACHE_STAMPEDE_TIMEOUT",
-    "CACHE_MAX_PENDING_TAGS",
+    "CACHE_MAX_PENDING_TAGS", "CACHE_LOCAL",
 })
 """Every variable ``CacheSettings.from_env`` reads."""
 
@@ -143,6 +145,9 @@ class CacheSettings:
     """``CACHE_STAMPEDE_TIMEOUT``: seconds a coalesced miss waits for the leading request."""
     max_pending_tags: int = 1024
     """``CACHE_MAX_PENDING_TAGS``: bound on remembered lost invalidations (then: epoch bump)."""
+    local_tier: bool = True
+    """``CACHE_LOCAL``: with Redis, serve hits from each worker's hot tier (``middleware.hot``),
+    coherent through the invalidation channel; false: every hit is one Redis round trip."""
 
     def __post_init__(self) -> None:
         if self.redis_url and not self.redis_url.startswith(("redis://", "rediss://", "unix://")):
@@ -181,4 +186,5 @@ class CacheSettings:
                                         d.honor_client_no_cache),
             stampede_timeout=_float(env, "CACHE_STAMPEDE_TIMEOUT", d.stampede_timeout, 0.001),
             max_pending_tags=_int(env, "CACHE_MAX_PENDING_TAGS", d.max_pending_tags, 1),
+            local_tier=_bool(env, "CACHE_LOCAL", d.local_tier),
         )

@@ -18,6 +18,7 @@ from middleware.backends.memory import MemoryBackend
 from middleware.backends.redis import RedisBackend
 from middleware.breaker import CLOSED, CircuitBreaker
 from middleware.coherence import Coherence
+from middleware.hot import HotTier
 from middleware.keys import EPOCH_TAG, generation_key
 from middleware.observer import CacheObserver
 from middleware.settings import CacheSettings, redact_url
@@ -57,6 +58,8 @@ class Tiers:
         self.breaker = CircuitBreaker(settings.breaker_failures, settings.breaker_reset_seconds,
                                       clock=monotonic, on_transition=self._on_transition)
         self.coherence = coherence or Coherence.local(max_pending=settings.max_pending_tags)
+        self.hot: HotTier | None = None
+        """The hot tier, flushed on every breaker transition (what it knew may be old)."""
 
     async def open(self) -> None:
         """Create the Redis backend from the settings when none was given."""
@@ -139,4 +142,6 @@ class Tiers:
         if new == CLOSED and isinstance(self.memory, MemoryBackend):
             # Entries the fallback stored during the outage missed other hosts' writes.
             self.memory.clear()
+        if self.hot is not None:
+            self.hot.flush()
         self._observer.on_breaker_transition(old, new)

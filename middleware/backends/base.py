@@ -2,10 +2,18 @@
 
 from __future__ import annotations
 
+import secrets
 from collections.abc import Sequence
 from typing import Protocol, runtime_checkable
 
-__all__ = ["CacheBackend", "CacheBackendError"]
+__all__ = ["CacheBackend", "CacheBackendError", "random_base"]
+
+
+def random_base() -> int:
+    """A fresh counter's first value: random in [2**51, 2**52), far from any value a counter
+    reached before. Kept below 2**53 with 2**52 increments of room: Lua (the scripts that
+    create and bump counters atomically) handles numbers as doubles, exact only up to 2**53."""
+    return (1 << 51) + secrets.randbits(51)
 
 
 class CacheBackendError(Exception):
@@ -53,7 +61,17 @@ class CacheBackend(Protocol):
         ...
 
     async def incr_many(self, keys: Sequence[str]) -> list[int]:
-        """Increment counters (missing counts as 0, no expiry): one round trip."""
+        """Increment counters (no expiry): one round trip.
+
+        A missing counter starts from a random 51-bit base, not from 0: a counter that was
+        evicted or lost in a restart must never come back to a value it had, or an old entry
+        stored under that value would match again.
+        """
+        ...
+
+    async def init_many(self, keys: Sequence[str]) -> list[int]:
+        """Current values of counters, creating the missing ones at a random base: one round
+        trip (only needed when ``get_many`` found a counter missing)."""
         ...
 
     async def ping(self) -> float:

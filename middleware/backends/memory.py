@@ -6,6 +6,8 @@ import time
 from collections import OrderedDict
 from collections.abc import Callable, Sequence
 
+from middleware.backends.base import random_base
+
 __all__ = ["MemoryBackend"]
 
 
@@ -79,10 +81,13 @@ class MemoryBackend:
     async def incr_many(self, keys: Sequence[str]) -> list[int]:
         out = []
         for key in keys:
-            value = self._counters.get(key, 0) + 1
+            value = self._counters.get(key, random_base()) + 1
             self._counters[key] = value
             out.append(value)
         return out
+
+    async def init_many(self, keys: Sequence[str]) -> list[int]:
+        return [self._counters.setdefault(key, random_base()) for key in keys]
 
     async def ping(self) -> float:
         return 0.0

@@ -19,14 +19,17 @@ import asyncio
 import socket
 import ssl
 from collections import deque
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from typing import Any
 
 import hiredis
 from redis.connection import parse_url
 from redis import exceptions as rx
 
-__all__ = ["PipelinedRedis", "ReplyError"]
+__all__ = ["OnConnect", "PipelinedRedis", "ReplyError"]
+
+Execute = Callable[[Sequence[Sequence[Any]]], Awaitable[list[Any]]]
+OnConnect = Callable[[Execute], Awaitable[None]]
 
 
 class ReplyError(rx.ResponseError):
@@ -144,12 +147,16 @@ class PipelinedRedis:
     """
 
     def __init__(self, url: str, *, connect_timeout: float, socket_timeout: float,
-                 ssl_context: ssl.SSLContext | None = None) -> None:
+                 ssl_context: ssl.SSLContext | None = None,
+                 on_connect: OnConnect | None = None) -> None:
         self.options = parse_url(url)
         self.tls = url.startswith("rediss://")
         self.connect_timeout = connect_timeout
         self.socket_timeout = socket_timeout
         self.ssl_context = ssl_context or (ssl.create_default_context() if self.tls else None)
+        self.on_connect = on_connect
+        """Runs on every new connection before any other command is sent on it (with a
+        function that executes commands on that connection); an error fails the connect."""
         self._protocol: _Protocol | None = None
         self._connecting: asyncio.Future[_Protocol] | None = None
         self._closed = False
@@ -216,6 +223,12 @@ class PipelinedRedis:
                             error = rx.AuthenticationError if command[0] == "AUTH" \
                                 else rx.ConnectionError
                             raise error(f"Redis refused {command[0]}: {reply}") from reply
+                if self.on_connect is not None:
+                    async def execute(commands: Sequence[Sequence[Any]]) -> list[Any]:
+                        packed = [hiredis.pack_command(tuple(c)) for c in commands]
+                        return await protocol.call(packed, len(packed))
+
+                    await self.on_connect(execute)
         except TimeoutError as exc:  # asyncio.timeout's or the OS's (the builtin, an OSError)
             protocol.fail(rx.TimeoutError("connect timed out"))
             raise rx.TimeoutError(

@@ -11,11 +11,8 @@ error replies are answers, not outages: a wrong type, or ``OOM`` (Redis full und
 ``noeviction``: reads still work, a refused SET only leaves a miss uncached, a refused INCR is
 kept and replayed like any lost invalidation), so they never open the breaker.
 
-Generation counters are keys without a TTL while entries always have one, so run Redis with
-``maxmemory-policy`` ``noeviction`` or a ``volatile-*`` policy: an evicted counter could
-restart below the value an old entry was stored under. Likewise a Redis that restarts from an
-older snapshot (RDB, or AOF without ``appendfsync always``) forgets the INCRs made after it and
-may serve entries they had invalidated, until their TTL; a restart that loses everything is safe.
+Generation counters stay safe when Redis forgets them (evicted, restarted empty or from an
+older snapshot): see ``middleware.backends.incarnation``.
 """
 
 from __future__ import annotations
@@ -32,6 +29,7 @@ from redis import exceptions as redis_errors
 from redis.connection import parse_url
 
 from middleware.backends.base import CacheBackendError
+from middleware.backends.incarnation import IncarnationCheck, bump_args, init_args
 from middleware.backends.pipelined import PipelinedRedis
 from middleware.settings import redact_url
 
@@ -120,6 +118,12 @@ class RedisBackend:
         self.client: Commands = (client if hasattr(client, "execute")  # type: ignore[assignment]
                                  else RedisClientAdapter(client))  # type: ignore[arg-type]
         self.url_redacted = redact_url(url)
+        self.incarnation: IncarnationCheck | None = None
+        """The restart check run on each new connection (``from_url`` clients only)."""
+        self.channel: str | None = None
+        """The invalidation channel every bump publishes on (``from_url`` clients only)."""
+        self.url: str | None = None
+        self.ssl_context: ssl.SSLContext | None = None
 
     @classmethod
     def from_url(cls, url: str, settings: CacheSettings) -> RedisBackend:
@@ -147,10 +151,18 @@ class RedisBackend:
             socket_timeout=float(options.get("socket_timeout") or settings.socket_timeout),
             connect_timeout=float(options.get("socket_connect_timeout")
                                   or settings.connect_timeout))
+        channel = f"{settings.namespace}:inv"
+        incarnation = IncarnationCheck(settings.namespace, channel)
+        context = ssl_context_for(settings) if url.startswith("rediss://") else None
         client = PipelinedRedis(
             url, connect_timeout=settings.connect_timeout, socket_timeout=settings.socket_timeout,
-            ssl_context=ssl_context_for(settings) if url.startswith("rediss://") else None)
-        return cls(client, url=url)
+            ssl_context=context, on_connect=incarnation)
+        backend = cls(client, url=url)
+        backend.incarnation = incarnation
+        backend.channel = channel
+        backend.url = url
+        backend.ssl_context = context
+        return backend
 
     async def _run(self, operation: str, commands: Sequence[Sequence[Any]]) -> list[Any]:
         try:
@@ -184,7 +196,14 @@ class RedisBackend:
     async def incr_many(self, keys: Sequence[str]) -> list[int]:
         if not keys:
             return []
-        return [int(value) for value in await self._run("INCR", [("INCR", k) for k in keys])]
+        (values,) = await self._run("INCR", (bump_args(keys, self.channel),))
+        return [int(value) for value in values]
+
+    async def init_many(self, keys: Sequence[str]) -> list[int]:
+        if not keys:
+            return []
+        (values,) = await self._run("INIT", (init_args(keys),))
+        return [int(value) for value in values]
 
     async def ping(self) -> float:
         start = time.perf_counter()

@@ -12,7 +12,7 @@ import pytest
 from fakeredis import FakeAsyncRedis, FakeServer
 from pytest_redis import factories as redis_factories
 
-from middleware import CacheBackend, CacheBackendError, CacheSettings, RedisBackend
+from middleware import CacheBackend, CacheBackendError, CacheSettings, MemoryBackend, RedisBackend
 from middleware.backends.pipelined import PipelinedRedis
 from tests.integration.cache_testapp import BACKENDS, open_backend
 from tests.server import free_port
@@ -53,13 +53,25 @@ async def test_delete(backend: CacheBackend, ns: str) -> None:
     assert await backend.get_many([f"{ns}:a"]) == [None]
 
 
-async def test_counters_start_at_zero_and_read_back(backend: CacheBackend, ns: str) -> None:
+async def test_counters_start_at_a_random_base_and_read_back(backend: CacheBackend,
+                                                             ns: str) -> None:
+    """A missing counter never starts at 0 or 1: once evicted or lost it must not come back
+    to a value an old entry was stored under."""
     keys = [f"{ns}:gen:a", f"{ns}:gen:b"]
     assert await backend.get_many(keys) == [None, None]
-    assert await backend.incr_many(keys) == [1, 1]
-    assert await backend.incr_many(keys[:1]) == [2]
-    assert await backend.get_many(keys) == [b"2", b"1"]
+    a, b = await backend.incr_many(keys)
+    assert a >= 2**51 and b >= 2**51 and a != b
+    assert await backend.incr_many(keys[:1]) == [a + 1]
+    assert await backend.get_many(keys) == [str(a + 1).encode(), str(b).encode()]
     assert await backend.incr_many([]) == []
+    c, d = await backend.init_many([keys[0], f"{ns}:gen:c"])  # existing kept, missing created
+    assert c == a + 1 and d >= 2**51
+    assert await backend.init_many([f"{ns}:gen:c"]) == [d]
+    if isinstance(backend, MemoryBackend):
+        return
+    await backend.delete([keys[0]])  # evicted: recreated far from its old value
+    (again,) = await backend.incr_many(keys[:1])
+    assert abs(again - (a + 1)) > 2**20
 
 
 async def test_ttl_is_applied(backend: CacheBackend, ns: str) -> None:
