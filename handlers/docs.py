@@ -43,7 +43,9 @@ def body(model: type[BaseModel], description: str) -> RequestBody:
 
 def ok(model: type[BaseModel] | None, description: str, status: int = 200) -> Response:
     """A success response of an operation, with ``model`` as its JSON body (None: no body)."""
-    content = {"application/json": Component(model)} if model is not None else None
+    # An empty content map documents "no body"; None would make sanic-ext document any media
+    # type (``*/*``) with an empty schema, which clients then try to parse.
+    content = {"application/json": Component(model)} if model is not None else {}
     # String status keys: the spec is serialised with orjson, which refuses int dict keys.
     return Response(content, status=str(status),  # type: ignore[arg-type]
                     description=description)
