@@ -12,7 +12,9 @@ from sanic_ext.extensions.openapi.definitions import (
     RequestBody,
     Response,
 )
+from sanic_ext.extensions.openapi.types import Integer, String
 
+from handlers.pagination import MAX_CURSOR_LENGTH
 from handlers.schemas import ErrorOut
 from handlers.validation import DEFAULT_LIMIT, MAX_LIMIT
 
@@ -68,7 +70,16 @@ def query(name: str, schema: type, description: str) -> Parameter:
     return Parameter(name, schema, "query", required=False, description=description)
 
 
+def text_query(name: str, max_length: int, description: str) -> Parameter:
+    """An optional text query parameter of at most ``max_length`` characters (longer is a 400,
+    see :func:`handlers.validation.query_text`)."""
+    return Parameter(name, String(maxLength=max_length), "query", required=False,
+                     description=description)
+
+
 PAGE: list[dict[str, Any] | Parameter | str] = [
-    query("limit", int, f"Page size, 1 to {MAX_LIMIT} (default {DEFAULT_LIMIT})."),
-    query("cursor", str, "The `next_cursor` of the previous page; omit for the first page."),
+    Parameter("limit", Integer(minimum=1, maximum=MAX_LIMIT), "query", required=False,
+              description=f"Page size, 1 to {MAX_LIMIT} (default {DEFAULT_LIMIT})."),
+    text_query("cursor", MAX_CURSOR_LENGTH,
+               "The `next_cursor` of the previous page; omit for the first page."),
 ]

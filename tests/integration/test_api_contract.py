@@ -48,3 +48,38 @@ async def test_deletes_document_an_empty_204(client: Client) -> None:
         assert response.status == 204
         assert spec["paths"][path]["delete"]["responses"]["204"].get("content") in (None, {})
         assert_documented(spec, "DELETE", path, response)
+
+
+def _query_schema(spec: dict[str, Any], path: str, name: str) -> dict[str, Any]:
+    for parameter in spec["paths"][path]["get"]["parameters"]:
+        if parameter["in"] == "query" and parameter["name"] == name:
+            schema: dict[str, Any] = parameter["schema"]
+            return schema
+    raise AssertionError(f"{path} documents no query parameter {name}")
+
+
+async def test_query_bounds_are_documented_as_enforced(client: Client) -> None:
+    """``limit`` was documented as any int32 and the text filters as any string, so requests
+    the document allows (``limit=-5``, a 300-character ``q``) got a 400."""
+    spec = await _spec(client)
+    for path in ("/api/posts", "/api/jobs", "/api/users/list"):
+        limit = _query_schema(spec, path, "limit")
+        assert (limit["minimum"], limit["maximum"]) == (1, 100)
+        for value in (limit["minimum"], limit["maximum"]):
+            response = await client.get(path, params={"limit": value})
+            assert_documented(spec, "GET", path, response)
+            assert response.status == 200
+        for value in (limit["minimum"] - 1, limit["maximum"] + 1):
+            assert (await client.get(path, params={"limit": value})).status == 400
+    text_filters = [("/api/posts", "author"), ("/api/posts", "cursor"), ("/api/jobs", "cursor"),
+                    ("/api/users/list", "cursor"), ("/api/jobs", "location"), ("/api/jobs", "q"),
+                    ("/api/jobs", "tag")]
+    for path, name in text_filters:
+        longest = _query_schema(spec, path, name)["maxLength"]
+        if name != "cursor":  # a cursor of the longest length is still not a valid cursor
+            response = await client.get(path, params={name: "x" * longest})
+            assert_documented(spec, "GET", path, response)
+            assert response.status == 200, (path, name)
+        too_long = await client.get(path, params={name: "x" * (longest + 1)})
+        assert too_long.status == 400, (path, name)
+        assert f"{name}:" in too_long.json["error"]["message"]
