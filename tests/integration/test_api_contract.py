@@ -83,3 +83,16 @@ async def test_query_bounds_are_documented_as_enforced(client: Client) -> None:
         too_long = await client.get(path, params={name: "x" * (longest + 1)})
         assert too_long.status == 400, (path, name)
         assert f"{name}:" in too_long.json["error"]["message"]
+
+
+async def test_405_names_the_allowed_methods(client: Client) -> None:
+    """RFC 9110 requires ``Allow`` on a 405; routes with a path parameter answered without it."""
+    cases = [("/api/posts", "GET, HEAD, POST"), ("/api/posts/1", "GET, HEAD, PATCH, DELETE"),
+             ("/api/jobs/1", "GET, HEAD, PATCH, DELETE"), ("/api/users/1", "GET, HEAD"),
+             ("/api/users/1/follow", "POST, DELETE")]
+    for url, allowed in cases:
+        for method in ("PUT", "TRACE"):
+            response = await client.request(method, url)
+            assert response.status == 405, (method, url)
+            assert response.json["error"]["status"] == 405
+            assert set(response.headers["allow"].split(", ")) == set(allowed.split(", ")), url
