@@ -5,7 +5,8 @@ with blocking ``requests``), once with a throwaway redis-server and once with a 
 points at a closed port (the breaker opens and the in-process tier serves).  Every operation is
 exercised signed out and signed in, through the examples, coverage and fuzzing phases, and the
 stateful phase follows the links schemathesis infers between operations.  Each response must
-not be a 5xx, must have a documented status, and its body must match the documented schema.
+not be a 5xx, must have a documented status and content type, its body must match the
+documented schema, and an undocumented method must get a 405 with ``Allow``.
 
 Generation is deterministic (a fixed seed, no example database), so a failure reproduces; a
 failure is reported with a curl command per request that led to it.
@@ -38,7 +39,8 @@ from tests.conftest import _truncate_postgres
 from tests.integration.api_support import PASSWORD
 from tests.server import free_port, running
 
-CHECKS = ("not_a_server_error", "status_code_conformance", "response_schema_conformance")
+CHECKS = ("not_a_server_error", "status_code_conformance", "response_schema_conformance",
+          "content_type_conformance", "unsupported_method")
 MAX_EXAMPLES = 25
 """Generated cases per operation and phase (the coverage phase adds its boundary cases)."""
 MAX_STEPS = 6
