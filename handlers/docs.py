@@ -12,7 +12,9 @@ from sanic_ext.extensions.openapi.definitions import (
     RequestBody,
     Response,
 )
+from sanic_ext.extensions.openapi.types import Integer, String
 
+from handlers.pagination import MAX_CURSOR_LENGTH
 from handlers.schemas import ErrorOut
 from handlers.validation import DEFAULT_LIMIT, MAX_LIMIT
 
@@ -44,7 +46,9 @@ def body(model: type[BaseModel], description: str) -> RequestBody:
 
 def ok(model: type[BaseModel] | None, description: str, status: int = 200) -> Response:
     """A success response of an operation, with ``model`` as its JSON body (None: no body)."""
-    content = {"application/json": Component(model)} if model is not None else None
+    # An empty content map documents "no body"; None would make sanic-ext document any media
+    # type (``*/*``) with an empty schema, which clients then try to parse.
+    content = {"application/json": Component(model)} if model is not None else {}
     # String status keys: the spec is serialised with orjson, which refuses int dict keys.
     return Response(content, status=str(status),  # type: ignore[arg-type]
                     description=description)
@@ -67,7 +71,16 @@ def query(name: str, schema: type, description: str) -> Parameter:
     return Parameter(name, schema, "query", required=False, description=description)
 
 
+def text_query(name: str, max_length: int, description: str) -> Parameter:
+    """An optional text query parameter of at most ``max_length`` characters (longer is a 400,
+    see :func:`handlers.validation.query_text`)."""
+    return Parameter(name, String(maxLength=max_length), "query", required=False,
+                     description=description)
+
+
 PAGE: list[dict[str, Any] | Parameter | str] = [
-    query("limit", int, f"Page size, 1 to {MAX_LIMIT} (default {DEFAULT_LIMIT})."),
-    query("cursor", str, "The `next_cursor` of the previous page; omit for the first page."),
+    Parameter("limit", Integer(minimum=1, maximum=MAX_LIMIT), "query", required=False,
+              description=f"Page size, 1 to {MAX_LIMIT} (default {DEFAULT_LIMIT})."),
+    text_query("cursor", MAX_CURSOR_LENGTH,
+               "The `next_cursor` of the previous page; omit for the first page."),
 ]

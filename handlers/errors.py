@@ -9,7 +9,14 @@ from __future__ import annotations
 import logging
 
 from sanic import Request, Sanic
-from sanic.exceptions import HTTPException, RequestCancelled, SanicException
+from sanic.constants import HTTP_METHODS
+from sanic.exceptions import (
+    HTTPException,
+    MethodNotAllowed,
+    NotFound,
+    RequestCancelled,
+    SanicException,
+)
 from sanic.handlers import ErrorHandler
 from sanic.response import HTTPResponse
 
@@ -31,6 +38,24 @@ def error_response(status: int, message: str, **extra: object) -> HTTPResponse:
     return json_response({"error": body}, status=status)
 
 
+def allowed_methods(request: Request) -> list[str]:
+    """The methods the request's path has routes for.
+
+    sanic-routing drops the allowed methods of routes with path parameters when it raises its
+    405 (``/api/posts/1``, unlike ``/api/posts``), so the ``Allow`` header RFC 9110 section
+    15.5.6 requires is rebuilt here by asking the router once per method.
+    """
+    host = request.headers.getone("host", None)
+    allowed = []
+    for method in HTTP_METHODS:
+        try:
+            request.app.router.get(request.path, str(method), host)
+        except (NotFound, MethodNotAllowed):
+            continue
+        allowed.append(str(method))
+    return allowed
+
+
 class JSONErrorHandler(ErrorHandler):
     """Renders every exception as the service's JSON error body."""
 
@@ -43,6 +68,9 @@ class JSONErrorHandler(ErrorHandler):
             status = int(exception.status_code)
             message = str(exception) or "error"
             headers = dict(getattr(exception, "headers", None) or {})
+            if isinstance(exception, MethodNotAllowed) and not any(
+                    name.lower() == "allow" for name in headers):
+                headers["Allow"] = ", ".join(allowed_methods(request))
             if status >= 500:
                 log.error("Server error on %s %s", request.method, request.path,
                           exc_info=exception)

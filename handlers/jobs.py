@@ -24,6 +24,11 @@ from models.user import User
 
 bp = Blueprint("jobs", url_prefix="/api/jobs")
 
+# Longest accepted filter values (longer ones are a 400), as documented.
+MAX_LOCATION = 120
+MAX_QUERY = 100
+MAX_TAG = 40
+
 
 async def _tags_of(job_ids: list[int]) -> dict[int, list[str]]:
     """The tags of several jobs in one query."""
@@ -45,26 +50,26 @@ async def _own_job(request: Request, job_id: int) -> Job:
     summary="Job offers, newest first", tag="jobs",
     parameter=[
         *docs.PAGE,
-        docs.query("location", str, "Exact location, case-insensitive."),
+        docs.text_query("location", MAX_LOCATION, "Exact location, case-insensitive."),
         docs.query("remote", bool, "true or false."),
-        docs.query("q", str, "Text contained in the title or the company."),
-        docs.query("tag", str, "Only jobs with this tag."),
+        docs.text_query("q", MAX_QUERY, "Text contained in the title or the company."),
+        docs.text_query("tag", MAX_TAG, "Only jobs with this tag."),
     ],
     response=[docs.ok(JobPage, "A page of jobs."), *docs.errors(400)],
 )
 async def list_jobs(request: Request) -> HTTPResponse:
     """Jobs newest first, filtered by location, remote, text and tag; keyset-paginated."""
     queryset = Job.all()
-    location = query_text(request, "location", max_length=120)
+    location = query_text(request, "location", max_length=MAX_LOCATION)
     if location is not None:
         queryset = queryset.filter(location_key=location_key(location))
     remote = query_bool(request, "remote")
     if remote is not None:
         queryset = queryset.filter(remote=remote)
-    text = query_text(request, "q", max_length=100)
+    text = query_text(request, "q", max_length=MAX_QUERY)
     if text is not None:
         queryset = queryset.filter(Q(title__icontains=text) | Q(company__icontains=text))
-    tag = query_text(request, "tag", max_length=40)
+    tag = query_text(request, "tag", max_length=MAX_TAG)
     if tag is not None:
         queryset = queryset.filter(tags__tag=tag.lower())
     rows, next_cursor = await paginate(request, queryset, *JOB_FIELDS)

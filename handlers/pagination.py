@@ -21,7 +21,7 @@ from tortoise.queryset import QuerySet
 
 from handlers.validation import INT32_MAX, query_limit
 
-_MAX_CURSOR_LENGTH = 200
+MAX_CURSOR_LENGTH = 200
 
 
 @dataclass(frozen=True, slots=True)
@@ -39,7 +39,7 @@ class Cursor:
     def decode(cls, token: str) -> Cursor:
         """Parse a cursor made by :meth:`encode`; anything else is a 400 on ``cursor``."""
         invalid = BadRequest("cursor: is not a valid cursor")
-        if len(token) > _MAX_CURSOR_LENGTH or not token.isascii():
+        if len(token) > MAX_CURSOR_LENGTH or not token.isascii():
             raise invalid
         try:
             raw = base64.b64decode(token + "=" * (-len(token) % 4), altchars=b"-_",

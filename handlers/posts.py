@@ -13,7 +13,7 @@ from handlers import docs
 from handlers.auth import authenticated, load_owned
 from handlers.pagination import paginate
 from handlers.responses import json_response
-from handlers.schemas import PostBody, PostOut, PostPage
+from handlers.schemas import USERNAME_MAX_LENGTH, PostBody, PostOut, PostPage
 from handlers.serialize import POST_FIELDS, post_out
 from handlers.validation import existing_id, parse_body, query_text
 from models.post import Post
@@ -36,13 +36,14 @@ async def _own_post(request: Request, post_id: int) -> Post:
 @bp.get("")
 @openapi.definition(
     summary="The feed, newest first", tag="posts",
-    parameter=[*docs.PAGE, docs.query("author", str, "Only posts by this username.")],
+    parameter=[*docs.PAGE,
+               docs.text_query("author", USERNAME_MAX_LENGTH, "Only posts by this username.")],
     response=[docs.ok(PostPage, "A page of posts."), *docs.errors(400)],
 )
 async def list_posts(request: Request) -> HTTPResponse:
     """Posts newest first, optionally by one author; keyset-paginated."""
     queryset = Post.all()
-    author = query_text(request, "author", max_length=32)
+    author = query_text(request, "author", max_length=USERNAME_MAX_LENGTH)
     if author is not None:
         queryset = queryset.filter(author__username=author)
     rows, next_cursor = await paginate(request, queryset, *POST_FIELDS)

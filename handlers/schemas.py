@@ -22,14 +22,16 @@ from pydantic import (
 from handlers.validation import INT32_MAX, Text, check_not_blank, check_text
 from models.post import MAX_CONTENT
 
-_USERNAME = re.compile(r"[A-Za-z0-9_.-]{3,32}")
+USERNAME_MAX_LENGTH = 32
+"""The longest username (the ``users.username`` column's size)."""
+_USERNAME = re.compile(rf"[A-Za-z0-9_.-]{{3,{USERNAME_MAX_LENGTH}}}")
 _EMAIL = re.compile(r"[^@\s]+@[^@\s]+\.[^@\s]+")
 MAX_TAGS = 10
 
 
 def _username(value: str) -> str:
     if not _USERNAME.fullmatch(value):
-        raise ValueError("must be 3 to 32 letters, digits, '_', '.' or '-'")
+        raise ValueError(f"must be 3 to {USERNAME_MAX_LENGTH} letters, digits, '_', '.' or '-'")
     return value
 
 

@@ -9,6 +9,7 @@ from collections.abc import Callable
 import jwt
 import pytest
 
+from handlers.schemas import USERNAME_MAX_LENGTH
 from handlers.security import issue_token, signing_key
 from models.user import User
 from settings import Settings
@@ -169,3 +170,18 @@ async def test_bad_credentials_and_tokens_are_401(
     valid = client.bearer(issue_token(user["id"], secret, 60))
     await User.filter(id=user["id"]).delete()
     assert_error(await client.post("/api/posts", json={"content": "x"}, headers=valid), 401)
+
+
+async def test_login_with_a_username_longer_than_any_account_is_401(client: Client) -> None:
+    """Login accepts up to 254 characters (an email-sized field) but a username is at most 32:
+    a longer one cannot exist, so it is an unknown user (401), not a database error."""
+    assert User._meta.fields_map["username"].max_length == USERNAME_MAX_LENGTH
+    await register(client, "grace")
+    for length in (USERNAME_MAX_LENGTH + 1, 64, 254):
+        response = await client.post("/api/auth/login",
+                                     json={"username": "g" * length, "password": PASSWORD})
+        assert_error(response, 401, "invalid username or password")
+        assert response.headers["www-authenticate"] == "Bearer"
+    too_long = await client.post("/api/auth/login",
+                                 json={"username": "g" * 255, "password": PASSWORD})
+    assert_error(too_long, 400, "username: must be at most 254 characters")
