@@ -99,9 +99,12 @@ async def proxy(redis_server: Any) -> AsyncIterator[FaultProxy]:
 
 @asynccontextmanager
 async def service_through(proxy: FaultProxy, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
-                          *, socket_timeout: float = SOCKET_TIMEOUT) -> AsyncIterator[Service]:
-    """The service with its cache on Redis through ``proxy``, with short timeouts."""
+                          *, socket_timeout: float = SOCKET_TIMEOUT,
+                          local: bool = True) -> AsyncIterator[Service]:
+    """The service with its cache on Redis through ``proxy``, with short timeouts;
+    ``local=False``: without the hot tier, every hit goes to Redis."""
     for name, value in {"CACHE_NAMESPACE": f"faults{uuid.uuid4().hex[:12]}",
+                        "CACHE_LOCAL": str(local).lower(),
                         "REDIS_SOCKET_TIMEOUT": str(socket_timeout),
                         "REDIS_CONNECT_TIMEOUT": str(SOCKET_TIMEOUT),
                         "CACHE_BREAKER_FAILURES": str(THRESHOLD),
@@ -214,7 +217,8 @@ async def test_one_connection_failure_is_one_incident_however_many_requests_wait
     """20 requests waiting on the one connection when it fails are ONE failure for the breaker
     (threshold 3); three separate failures open it."""
     in_flight = 20
-    async with service_through(proxy, tmp_path, monkeypatch, socket_timeout=1.0) as service:
+    async with service_through(proxy, tmp_path, monkeypatch, socket_timeout=1.0,
+                               local=False) as service:
         paths = await service.seed(10)
         await service.warm(paths)
         breaker = service.cache.breaker

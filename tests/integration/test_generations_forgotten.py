@@ -137,20 +137,21 @@ async def test_restart_empty_with_a_slow_miss_in_flight_serves_no_pre_write_data
     _, auth = await register(client, "ann")
     post_id = (await client.post("/api/posts", json={"content": "v0"}, headers=auth)).json["id"]
     path = f"/api/posts/{post_id}"
-    await _edit(client, auth, post_id, "v1")  # post:<id> has been bumped once
-    assert (await client.get(path)).json["content"] == "v1"
-    await _edit(client, auth, post_id, "v2")
+    assert (await client.get(path)).json["content"] == "v0"
+    await _edit(client, auth, post_id, "v1")  # post:<id> bumped once: the entry is stale
 
     def restart_empty() -> None:
         redis_server_owned.kill()
         redis_server_owned.start()  # no dump.rdb: empty
 
+    # The miss reads post:<id>'s generation (one bump) before the restart, stores v1 after.
     slow = await _slow_miss_across(client, postgres_url, path, restart_empty)
-    assert slow.status == 200 and slow.json["content"] == "v2"
-    await _edit(client, auth, post_id, "v3")  # acknowledged: nobody may read v2 any more
+    assert slow.status == 200 and slow.json["content"] == "v1"
+    # One bump of a counter that restarted at 0 would meet the value v1 was stored under.
+    await _edit(client, auth, post_id, "v2")  # acknowledged: nobody may read v1 any more
     for _ in range(6):
         response = await client.get(path)
-        assert response.status == 200 and response.json["content"] == "v3", response.headers
+        assert response.status == 200 and response.json["content"] == "v2", response.headers
     assert response.headers["x-cache"] == "HIT"  # and the cache serves again
 
 
@@ -183,6 +184,25 @@ async def test_restart_from_an_older_rdb_serves_no_pre_write_data(
         assert (await client.get(path)).json["content"] == "v1"
         assert [i["content"] for i in (await client.get("/api/posts")).json["items"]] == ["v1"]
     assert app.ctx.cache.remote.incarnation.resets >= 1
+
+
+async def test_an_evicted_counter_never_lets_an_older_entry_match(
+        pg_service: tuple[Client, Any, str], redis_server_owned: RedisServer) -> None:
+    """What ``allkeys-lru`` does to one counter, deterministically: it disappears while the
+    entry stored under its value survives; the next write must not bring it back there."""
+    client, app, _ = pg_service
+    _, auth = await register(client, "ann")
+    post_id = (await client.post("/api/posts", json={"content": "v0"}, headers=auth)).json["id"]
+    path = f"/api/posts/{post_id}"
+    await _edit(client, auth, post_id, "v1")
+    assert (await client.get(path)).json["content"] == "v1"  # stored under post:<id>'s value
+    raw = redis_server_owned.client()
+    namespace = app.ctx.cache.settings.namespace
+    assert await raw.delete(f"{namespace}:gen:post:{post_id}") == 1  # evicted
+    await raw.aclose()
+    await _edit(client, auth, post_id, "v2")
+    for _ in range(4):
+        assert (await client.get(path)).json["content"] == "v2"
 
 
 async def test_allkeys_lru_under_a_key_flood_serves_no_stale_read(

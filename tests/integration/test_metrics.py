@@ -169,7 +169,8 @@ async def test_cache_metrics_from_the_service_on_redis(
     assert value(samples, "cache_stores_total", route="/api/posts") == 1
     assert value(samples, "cache_invalidations_total", tag="posts:feed") == 1
     assert value(samples, "cache_invalidations_total", tag="user:{id}") == 1
-    assert value(samples, "cache_backend_command_duration_seconds_count", command="MGET") >= 2
+    # The miss's MGET; the hit is served by the hot tier (no Redis command).
+    assert value(samples, "cache_backend_command_duration_seconds_count", command="MGET") >= 1
     assert value(samples, "cache_backend_command_duration_seconds_count", command="SET") >= 1
     assert value(samples, "cache_breaker_state") == 0
     # The timer starts before the cache's lookup: the hit, served without the handler, is
