@@ -111,7 +111,8 @@ class HotTier:
             self.flush()
             return
         for gen_key, value in zip(gen_keys, values):
-            if recent.get(gen_key, -1) < seq:
+            # Named at or before ``seq``: before the MGET was sent, so it read the new value.
+            if recent.get(gen_key, -1) <= seq:
                 known[gen_key] = value
 
     def put(self, key: str, record: Record, expires: float, local: tuple[int, ...],

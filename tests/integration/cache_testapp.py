@@ -68,6 +68,7 @@ RULES = [
     CacheRule("/items", ttl=30, query=("limit", "tag"), tags=("items:list",)),
     CacheRule("/items/<item_id:int>", ttl=30, tags=("item:{item_id}",)),
     CacheRule("/slow/<item_id:int>", ttl=30, tags=("item:{item_id}",)),
+    CacheRule("/strict/<item_id:int>", ttl=30, tags=("item:{item_id}",), local=False),
     CacheRule("/me", ttl=30, per_user=True, tags=("me",)),
     CacheRule("/public", ttl=30, public=True, tags=("public",)),
     CacheRule("/status/<code:int>", ttl=30),
@@ -87,11 +88,15 @@ RULES = [
 
 
 def build_app(backend: CacheBackend | None, settings: CacheSettings,
-              observer: Any = None) -> tuple[Sanic, AppState, ResponseCache]:
-    """The app: item routes, a slow route, per-user/public/uncacheable routes, helpers."""
+              observer: Any = None,
+              state: AppState | None = None) -> tuple[Sanic, AppState, ResponseCache]:
+    """The app: item routes, a slow route, per-user/public/uncacheable routes, helpers.
+
+    ``state``: the "database"; two apps given the same one are two instances of a service.
+    """
     app = Sanic(f"cachetest_{uuid.uuid4().hex[:10]}")
     app.config.AUTO_EXTEND = False  # the library needs no sanic-ext; start-up stays fast
-    state = AppState()
+    state = state if state is not None else AppState()
 
     @app.route("/items", methods=["GET", "HEAD"])
     async def list_items(request: Request) -> HTTPResponse:
@@ -103,6 +108,11 @@ def build_app(backend: CacheBackend | None, settings: CacheSettings,
     @app.get("/items/<item_id:int>")
     async def get_item(request: Request, item_id: int) -> HTTPResponse:
         state.calls[f"item:{item_id}"] += 1
+        return json({"id": item_id, "name": state.items.get(item_id)})
+
+    @app.get("/strict/<item_id:int>")
+    async def strict_item(request: Request, item_id: int) -> HTTPResponse:
+        state.calls[f"strict:{item_id}"] += 1
         return json({"id": item_id, "name": state.items.get(item_id)})
 
     @app.get("/slow/<item_id:int>")
