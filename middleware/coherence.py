@@ -35,7 +35,7 @@ from contextlib import AbstractContextManager, nullcontext
 from multiprocessing.context import BaseContext
 from typing import Any
 
-from middleware.keys import EPOCH_TAG
+from middleware.keys import EPOCH_TAG, SizedMemo
 
 __all__ = ["Coherence", "DEFAULT_SLOTS"]
 
@@ -49,7 +49,7 @@ class Coherence:
     """Local generation counters plus the lost-invalidation ledger (see the module docstring)."""
 
     __slots__ = ("_counters", "_lock", "_overflow", "_pending", "_pending_count", "_seqs",
-                 "_slots", "max_pending")
+                 "_slot_memo", "_slots", "max_pending")
 
     def __init__(self, counters: MutableSequence[int], seqs: MutableSequence[int],
                  lock: AbstractContextManager[Any] | None = None, *,
@@ -63,6 +63,7 @@ class Coherence:
         self.max_pending = max_pending
         self._pending: dict[int, tuple[str, ...]] = {}
         self._pending_count = 0
+        self._slot_memo = SizedMemo()
         self._overflow = False
 
     @classmethod
@@ -97,7 +98,12 @@ class Coherence:
     def generations(self, tags: Iterable[str]) -> tuple[int, ...]:
         """Local counters of ``tags`` followed by the local epoch."""
         counters = self._counters
-        return (*(counters[self.slot(tag)] for tag in tags), counters[0])
+        key = tags if isinstance(tags, tuple) else tuple(tags)
+        slots = self._slot_memo.get(key)
+        if slots is None:  # the same few tag tuples repeat: crc32 once per tuple, not per hit
+            slots = (*(self.slot(tag) for tag in key), 0)
+            self._slot_memo.put(key, slots, sum(map(len, key)) + 8 * len(slots))
+        return tuple([counters[slot] for slot in slots])
 
     def bump(self, tags: Iterable[str]) -> None:
         """A write happened: every worker's in-memory entries for ``tags`` become stale."""
