@@ -62,9 +62,9 @@ async def _report_cache_backend(app: Sanic) -> None:
     """Say at start-up whether Redis answers (once every before_server_start listener, the
     cache's included, has run)."""
     cache = getattr(app.ctx, "cache", None)
-    if cache is None or cache.configured_backend != "redis":
+    if cache is None or cache.tiers.configured_backend != "redis":
         return
-    url = cache.redis_url_redacted or ""
+    url = cache.tiers.redis_url_redacted or ""
     tls = "TLS" if url.startswith("rediss://") else "no TLS"
     try:
         latency = await asyncio.wait_for(cache.ping(), timeout=CHECK_TIMEOUT_SECONDS)
@@ -111,7 +111,7 @@ DISABLED_REASON = "the response cache is disabled (CACHE_ENABLED=false)"
 
 def _cache_status(cache: Any) -> str:
     """``healthy`` when what serves is what was configured, ``degraded`` on the fallback."""
-    return HEALTHY if cache.backend_name == cache.configured_backend else DEGRADED
+    return HEALTHY if cache.tiers.backend_name == cache.tiers.configured_backend else DEGRADED
 
 
 def _cache_summary(cache: Any) -> dict[str, Any]:
@@ -120,9 +120,9 @@ def _cache_summary(cache: Any) -> dict[str, Any]:
                 "configured_backend": None, "redis_url": None, "redis_available": False,
                 "breaker": None}
     stats = cache.stats()
-    return {"status": _cache_status(cache), "backend": cache.backend_name,
-            "configured_backend": cache.configured_backend,
-            "redis_url": cache.redis_url_redacted,
+    return {"status": _cache_status(cache), "backend": cache.tiers.backend_name,
+            "configured_backend": cache.tiers.configured_backend,
+            "redis_url": cache.tiers.redis_url_redacted,
             "redis_available": stats["redis_available"], "breaker": stats["breaker"]}
 
 
@@ -151,9 +151,9 @@ async def health_cache(request: Request) -> HTTPResponse:
     if cache is None:
         return json_response({"status": UNHEALTHY, "reason": DISABLED_REASON, "backend": None,
                               "latency_ms": None, "stats": {}, "breaker": {}}, status=503)
-    body: dict[str, Any] = {"status": _cache_status(cache), "backend": cache.backend_name,
-                            "configured_backend": cache.configured_backend,
-                            "redis_url": cache.redis_url_redacted, "latency_ms": None}
+    body: dict[str, Any] = {"status": _cache_status(cache), "backend": cache.tiers.backend_name,
+                            "configured_backend": cache.tiers.configured_backend,
+                            "redis_url": cache.tiers.redis_url_redacted, "latency_ms": None}
     try:
         body["latency_ms"] = round(
             await asyncio.wait_for(cache.ping(), timeout=CHECK_TIMEOUT_SECONDS), 3)

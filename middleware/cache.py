@@ -20,7 +20,7 @@ from typing import Any
 
 from middleware.backends.base import CacheBackend, CacheBackendError
 from middleware.backends.memory import MemoryBackend
-from middleware.breaker import CLOSED, CircuitBreaker
+from middleware.breaker import CLOSED
 from middleware.coherence import Coherence
 from middleware.keys import EPOCH_TAG, SizedMemo, generation_key
 from middleware.observer import CacheObserver, NullObserver
@@ -96,37 +96,11 @@ class ResponseCache:
         self.hits = self.misses = self.bypasses = self.stores = 0
         self.invalidations = self.errors = self.decode_errors = 0
 
-    # -- the parts (tests and health checks reach them through the cache) ---------------
-
-    @property
-    def memory(self) -> CacheBackend:
-        """The in-process backend (alone, or Redis's fallback)."""
-        return self.tiers.memory
-
-    @property
-    def remote(self) -> CacheBackend | None:
-        """The shared backend (Redis), if configured and open."""
-        return self.tiers.remote
-
-    @property
-    def breaker(self) -> CircuitBreaker:
-        """The circuit breaker in front of Redis."""
-        return self.tiers.breaker
-
-    @property
-    def coherence(self) -> Coherence:
-        """The host-wide invalidation state (shared by workers once attached)."""
-        return self.tiers.coherence
-
-    @coherence.setter
-    def coherence(self, value: Coherence) -> None:
-        self.tiers.coherence = value
-
     async def open(self) -> None:
         """Create the Redis backend from the settings when none was given, and the hot tier
         with its invalidation channel when Redis has one (``RedisBackend.from_url``)."""
         await self.tiers.open()
-        remote = self.remote
+        remote = self.tiers.remote
         channel = getattr(remote, "channel", None)
         url = getattr(remote, "url", None)
         if self.settings.local_tier and channel and url:
@@ -147,37 +121,22 @@ class ResponseCache:
             self._subscriber = None
         await self.tiers.close()
 
-    @property
-    def backend_name(self) -> str:
-        """What serves right now: ``"redis"`` (breaker closed) or ``"memory"``."""
-        return self.tiers.backend_name
-
-    @property
-    def configured_backend(self) -> str:
-        """What was configured: ``"redis"`` (with memory fallback) or ``"memory"``."""
-        return self.tiers.configured_backend
-
-    @property
-    def redis_url_redacted(self) -> str | None:
-        """The configured Redis URL with any password replaced by ``***``."""
-        return self.tiers.redis_url_redacted
-
     def stats(self) -> dict[str, Any]:
         """Counters and state for the health and metrics endpoints (this worker process's;
         the Prometheus observer aggregates across workers)."""
         looked_up = self.hits + self.misses
-        memory = self.memory
+        memory = self.tiers.memory
         return {
             "hits": self.hits, "misses": self.misses, "bypasses": self.bypasses,
             "stores": self.stores, "invalidations": self.invalidations, "errors": self.errors,
             "hit_rate_percent": round(100.0 * self.hits / looked_up, 2) if looked_up else 0.0,
             "redis_available": self.tiers.redis_available,
-            "backend": self.backend_name,
-            "configured_backend": self.configured_backend,
-            "breaker": self.breaker.snapshot(),
+            "backend": self.tiers.backend_name,
+            "configured_backend": self.tiers.configured_backend,
+            "breaker": self.tiers.breaker.snapshot(),
             "memory_entries": len(memory) if isinstance(memory, MemoryBackend) else None,
             "memory_bytes": memory.size_bytes if isinstance(memory, MemoryBackend) else None,
-            "pending_invalidations": self.coherence.outstanding,
+            "pending_invalidations": self.tiers.coherence.outstanding,
             "coalesced": self.flights.coalesced,
             "decode_errors": self.decode_errors,
             "hot": None if self.hot is None else {
@@ -190,7 +149,7 @@ class ResponseCache:
 
         Health checks call this outside the request path, so it does not consult the breaker.
         """
-        backend = self.remote or self.memory
+        backend = self.tiers.remote or self.tiers.memory
         start = time.perf_counter()
         latency = await backend.ping()
         self._report("PING", start)
@@ -202,7 +161,7 @@ class ResponseCache:
         """Record a backend failure that the caller is about to serve around (fail open)."""
         self.errors += 1
         if exc.transient:
-            self.breaker.record_failure(exc.incident)
+            self.tiers.breaker.record_failure(exc.incident)
         log.warning("Cache %s failed for %s; continuing uncached", operation, route,
                     exc_info=exc)
         self.observer.on_error(route, operation)
@@ -225,48 +184,28 @@ class ResponseCache:
         entry's TTL, when the hot tier may serve and keep it (``CacheRule(local=True)``).
         """
         tier = await self.tiers.select()
-        if tier.shared:
-            gen_keys = self._generation_keys(tags)
-            hot = self.hot
-            hot_state = None
-            if hot is not None and hot_ttl is not None and hot.healthy:
-                local = self.coherence.generations(tags)
-                if not refresh:
-                    record = hot.get(key, gen_keys, local)
-                    if record is not None:  # zero Redis commands
-                        return self._hit(Lookup(key, tier, record.generations), record,
-                                         route, count)
-                hot_state = (local, hot.seq, hot_ttl)
-            keys = [key, *gen_keys]
-            start = time.perf_counter()
-            values = await tier.get_many(keys)
-            self._report("MGET", start)
-            self.breaker.record_success()
-            raw = values[0]
-            if None in values[1:]:
-                # A counter Redis does not have (never bumped, evicted, lost in a restart): no
-                # entry can be current. Create it at a random base, so an older entry can never
-                # meet its value, and store the miss under that (see backends.incarnation).
-                raw = None
-                start = time.perf_counter()
-                generations = tuple(await tier.init_many(gen_keys))
-                self._report("INIT", start)
-            else:
-                generations = tuple(_gen(value) for value in values[1:])
-            found = Lookup(key, tier, generations)
-            if hot_state is not None:
-                hot.learn(gen_keys, generations, hot_state[1])  # type: ignore[union-attr]
-                found.hot = hot_state
-        else:
+        if not tier.shared:
             raw = (await tier.get_many((key,)))[0]
-            generations = self.coherence.generations(tags)
-            found = Lookup(key, tier, generations)
+            found = Lookup(key, tier, self.tiers.coherence.generations(tags))
+            record = None if raw is None else self._decode_local(key, raw)
+        else:
+            hot = self.hot
+            if hot is not None and hot_ttl is not None and hot.healthy:
+                local = self.tiers.coherence.generations(tags)
+                if not refresh:
+                    hot_record = hot.get(key, self._generation_keys(tags), local)
+                    if hot_record is not None:  # zero Redis commands
+                        return self._hit(Lookup(key, tier, hot_record.generations),
+                                         hot_record, route, count)
+                found, raw = await self._read_shared(tier, key, tags, (local, hot.seq, hot_ttl))
+            else:
+                found, raw = await self._read_shared(tier, key, tags, None)
+            record = None if raw is None else self._decode(raw)
+        generations = found.generations
         if not refresh:
-            if raw is not None:
-                record = self._decode(raw) if tier.shared else self._decode_local(key, raw)
-                if record is not None and record.generations == generations:
-                    self._keep_hot(found, record)
-                    return self._hit(found, record, route, count)
+            if record is not None and record.generations == generations:
+                self._keep_hot(found, record)
+                return self._hit(found, record, route, count)
             flight_key = f"{tier.name}|{key}"
             future = self.flights.joinable(flight_key, generations)
             if future is not None:
@@ -281,6 +220,33 @@ class ResponseCache:
             self.misses += 1
             self.observer.on_lookup(route, MISS)
         return found
+
+    async def _read_shared(self, tier: CacheBackend, key: str, tags: Sequence[str],
+                           hot_state: tuple[tuple[int, ...], int, float] | None,
+                           ) -> tuple[Lookup, bytes | None]:
+        """One ``MGET`` of the entry and its generations in Redis; what it read is taught to
+        the hot tier when ``hot_state`` (local generations, hot seq, ttl) is given."""
+        gen_keys = self._generation_keys(tags)
+        start = time.perf_counter()
+        values = await tier.get_many([key, *gen_keys])
+        self._report("MGET", start)
+        self.tiers.breaker.record_success()
+        raw = values[0]
+        if None in values[1:]:
+            # A counter Redis does not have (never bumped, evicted, lost in a restart): no
+            # entry can be current. Create it at a random base, so an older entry can never
+            # meet its value, and store the miss under that (see backends.incarnation).
+            raw = None
+            start = time.perf_counter()
+            generations = tuple(await tier.init_many(gen_keys))
+            self._report("INIT", start)
+        else:
+            generations = tuple(_gen(value) for value in values[1:])
+        found = Lookup(key, tier, generations)
+        if hot_state is not None and self.hot is not None:
+            self.hot.learn(gen_keys, generations, hot_state[1])
+            found.hot = hot_state
+        return found, raw
 
     def _keep_hot(self, found: Lookup, record: Record) -> None:
         if found.hot is not None and self.hot is not None:
@@ -305,7 +271,7 @@ class ResponseCache:
     async def store(self, found: Lookup, record: Record, ttl: float, route: str) -> bool:
         """Store ``record`` where it was looked up; False when the tier is unavailable now."""
         tier = found.tier
-        if tier.shared and self.breaker.state != CLOSED:
+        if tier.shared and self.tiers.breaker.state != CLOSED:
             return False
         try:
             data = encode(record)
@@ -318,7 +284,7 @@ class ResponseCache:
         await tier.set(found.key, data, ttl)
         if tier.shared:
             self._report("SET", start)
-            self.breaker.record_success()
+            self.tiers.breaker.record_success()
             self._keep_hot(found, record)
         if route != HELPERS:
             self.stores += 1
@@ -348,11 +314,11 @@ class ResponseCache:
         tags = tuple(dict.fromkeys(tag for tag in tags if tag))
         if not tags:
             return
-        self.coherence.bump(tags)
+        self.tiers.coherence.bump(tags)
         self.invalidations += len(tags)
         for tag in tags:
             self.observer.on_invalidate(tag)
-        if self.remote is None:
+        if self.tiers.remote is None:
             return
         gen_keys = [generation_key(self.settings.namespace, t) for t in tags]
         hot = self.hot
@@ -368,14 +334,14 @@ class ResponseCache:
         except BaseException:
             # A backend error, or the request cancelled (client gone) mid-INCR after its
             # write committed: either way the INCRs may not have landed, so replay them.
-            self.coherence.record_lost(tags)
+            self.tiers.coherence.record_lost(tags)
             raise
         if not tier.shared:
-            self.coherence.record_lost(tags)
+            self.tiers.coherence.record_lost(tags)
             log.info("Redis unavailable: invalidation of %s kept for replay", ", ".join(tags))
             return
         self._report("INCR", start)
-        self.breaker.record_success()
+        self.tiers.breaker.record_success()
 
     # -- internals ----------------------------------------------------------------------
 

@@ -1,6 +1,7 @@
 """The Sanic wiring: request/response hooks around ``ResponseCache``, and ``install_cache``.
 
-The request hook resolves the route's rule (one dict lookup by route name, built at start-up),
+The request hook resolves the route's rule (one dict lookup by route name in the
+``routes.RouteTable`` bound at start-up),
 decides bypass, looks the key up and short-circuits with the stored response on a hit. Sanic
 runs response middleware after a short-circuit too, so a hit is marked on ``request.ctx`` and
 not stored again. The response hook stores misses and, for successful writes, clears the
@@ -31,7 +32,8 @@ from middleware.policy import (
     is_storable, stored_headers,
 )
 from middleware.response import CachedResponse
-from middleware.rules import CacheRule, InvalidationRule, normalise_route_path
+from middleware.routes import ReadRoute, RouteTable
+from middleware.rules import CacheRule, InvalidationRule
 from middleware.settings import CacheSettings
 
 __all__ = ["CacheHooks", "install_cache"]
@@ -55,20 +57,6 @@ class _State:
         self.failed = failed
 
 
-class _ReadRule:
-    """A CacheRule with what the hot path needs precomputed."""
-
-    __slots__ = ("cache_control", "hot_ttl", "query", "rule", "tags", "ttl")
-
-    def __init__(self, rule: CacheRule) -> None:
-        self.rule = rule
-        self.query = frozenset(rule.query)
-        self.tags = rule.compiled_tags
-        self.ttl = rule.ttl
-        self.hot_ttl = float(rule.ttl) if rule.local else None
-        self.cache_control = cache_control_for(rule.per_user)
-
-
 class CacheHooks:
     """The two middleware functions and the route tables they consult."""
 
@@ -76,33 +64,11 @@ class CacheHooks:
                  identify: Identify | None = None) -> None:
         self.cache = cache
         self.identify = identify
-        self.rules = tuple(rules)
-        for rule in self.rules:
-            if not isinstance(rule, (CacheRule, InvalidationRule)):
-                raise TypeError(f"not a CacheRule or InvalidationRule: {rule!r}")
-        self.reads: dict[str, _ReadRule] = {}
-        self.writes: dict[tuple[str, str], InvalidationRule] = {}
+        self.routes = RouteTable(rules)
 
     def bind(self, routes: Iterable[Any]) -> None:
-        """Map route names to rules (once, at start-up); a rule matching no route raises."""
-        by_path: dict[str, list[Any]] = {}
-        for route in routes:
-            by_path.setdefault(normalise_route_path(route.path), []).append(route)
-        reads: dict[str, _ReadRule] = {}
-        writes: dict[tuple[str, str], InvalidationRule] = {}
-        for rule in self.rules:
-            methods = {"GET", "HEAD"} if isinstance(rule, CacheRule) else {rule.method}
-            method = "GET" if isinstance(rule, CacheRule) else rule.method
-            matched = [r for r in by_path.get(normalise_route_path(rule.path), [])
-                       if methods & set(r.methods)]
-            if not matched:
-                raise ValueError(f"cache rule {method} {rule.path} matches no route")
-            for route in matched:
-                if isinstance(rule, CacheRule):
-                    reads[route.name] = _ReadRule(rule)
-                else:
-                    writes[(route.name, method)] = rule
-        self.reads, self.writes = reads, writes
+        """Bind the rules to the app's routes (see ``middleware.routes``)."""
+        self.routes.bind(routes)
 
     async def on_request(self, request: Request) -> HTTPResponse | None:
         """Serve hits (and 304s) without running the handler."""
@@ -115,12 +81,12 @@ class CacheHooks:
             # handler: only from here on can a write have committed (see on_response).
             request.ctx.cache_write_started = True
             return None
-        read = self.reads.get(route.name)
+        read = self.routes.reads.get(route.name)
         if read is None:
             return None
         return await self._read(request, read, method == "HEAD")
 
-    async def _read(self, request: Request, read: _ReadRule,
+    async def _read(self, request: Request, read: ReadRoute,
                     head: bool) -> HTTPResponse | None:
         cache = self.cache
         rule = read.rule
@@ -248,7 +214,7 @@ class CacheHooks:
         route = request.route
         if route is None:
             return
-        rule = self.writes.get((route.name, request.method))
+        rule = self.routes.writes.get((route.name, request.method))
         if rule is None:
             return
         try:
@@ -289,7 +255,7 @@ def install_cache(app: Sanic[Any, Any],
     async def open_cache(app: Sanic[Any, Any]) -> None:
         parts = getattr(app.shared_ctx, _SHARED_CTX_NAME, None)
         if parts is not None:
-            cache.coherence = Coherence.attach(parts, max_pending=settings.max_pending_tags)
+            cache.tiers.coherence = Coherence.attach(parts, max_pending=settings.max_pending_tags)
         hooks.bind(app.router.routes)
         await cache.open()
 

@@ -1,10 +1,29 @@
-"""Which backend serves now: Redis behind the circuit breaker, else the in-process memory.
+"""The tiers of the cache and which one serves now. Read this first.
 
-``select()`` is called before every backend operation. While the breaker is open it answers
-the memory backend without touching Redis. The breaker's single HALF_OPEN probe PINGs Redis and
-replays the invalidations this host lost (``coherence``) before anything is read from Redis
-again; a process that finds another worker's lost write outstanding does the same (an epoch
-bump) before its next Redis read. Errors propagate to the caller's fail-open boundary.
+Three tiers, one request at a time, in this order:
+
+1. **Hot tier** (``middleware.hot.HotTier``, one per worker, with Redis and ``CACHE_LOCAL``):
+   decoded records in the worker's memory, served with zero Redis commands while the worker
+   *knows* their generations are current. It learns generations from the Redis tier's
+   ``MGET`` replies and forgets them when a write names them: the bump script publishes the
+   bumped counters on ``<ns>:inv`` (``backends.incarnation``), which each worker's subscriber
+   connection (``backends.subscriber``) applies as it arrives. Not trusted (skipped, and
+   flushed afterwards) while that channel is not known to be healthy.
+2. **Redis** (``backends.redis.RedisBackend`` over ``backends.pipelined``): entries and
+   generation counters shared by every worker and instance; one ``MGET`` per lookup. Guarded by
+   the circuit breaker (``breaker``); counters survive Redis forgetting them
+   (``backends.incarnation``).
+3. **In-process fallback** (``backends.memory.MemoryBackend``, one per worker): serves only while
+   the breaker is open, validated by the host's local generations (``coherence``), which every
+   write on this host bumps before its response leaves, whether Redis answers or not.
+
+``Tiers.select()`` (below) is called before every backend operation and answers Redis or the
+fallback: while the breaker is open it answers the fallback without touching Redis. The
+breaker's single HALF_OPEN probe PINGs Redis and replays the invalidations this host lost
+(``coherence``) before anything is read from Redis again; a process that finds another
+worker's lost write outstanding does the same (an epoch bump) before its next Redis read.
+The engine (``cache.ResponseCache``) asks the hot tier first when Redis is selected. Errors
+propagate to the caller's fail-open boundary (``sanic``).
 """
 
 from __future__ import annotations

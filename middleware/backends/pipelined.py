@@ -26,7 +26,7 @@ import hiredis
 from redis.connection import parse_url
 from redis import exceptions as rx
 
-__all__ = ["OnConnect", "PipelinedRedis", "ReplyError"]
+__all__ = ["OnConnect", "PipelinedRedis", "ReplyError", "keep_alive", "open_connection"]
 
 Execute = Callable[[Sequence[Sequence[Any]]], Awaitable[list[Any]]]
 OnConnect = Callable[[Execute], Awaitable[None]]
@@ -40,6 +40,27 @@ def _caused(error: rx.RedisError, cause: BaseException | None) -> rx.RedisError:
     """``error`` with ``cause`` chained (what a ``raise ... from`` would have done)."""
     error.__cause__ = cause
     return error
+
+
+def keep_alive(transport: asyncio.BaseTransport) -> None:
+    """TCP keep-alive on a TCP connection, so a peer that vanished is noticed eventually."""
+    sock = transport.get_extra_info("socket")
+    if sock is not None and sock.family in (socket.AF_INET, socket.AF_INET6):
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_KEEPALIVE, 1)
+
+
+async def open_connection(options: dict[str, Any], protocol: asyncio.Protocol,
+                          ssl_context: ssl.SSLContext | None) -> None:
+    """Connect ``protocol`` to the server ``options`` (redis-py's ``parse_url``) names: a Unix
+    socket, or TCP (TLS with ``ssl_context``, the host name checked against the certificate)."""
+    loop = asyncio.get_running_loop()
+    if "path" in options:
+        await loop.create_unix_connection(lambda: protocol, options["path"])
+        return
+    host = options.get("host", "localhost")
+    await loop.create_connection(lambda: protocol, host, options.get("port", 6379),
+                                 ssl=ssl_context,
+                                 server_hostname=host if ssl_context is not None else None)
 
 
 class _Call:
@@ -68,9 +89,7 @@ class _Protocol(asyncio.Protocol):
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self.transport = transport  # type: ignore[assignment]
-        sock = transport.get_extra_info("socket")
-        if sock is not None and sock.family in (socket.AF_INET, socket.AF_INET6):
-            sock.setsockopt(socket.SOL_SOCKET, socket.SO_KEEPALIVE, 1)
+        keep_alive(transport)
 
     def data_received(self, data: bytes) -> None:
         reader = self.reader
@@ -199,13 +218,7 @@ class PipelinedRedis:
         self.connects += 1
         try:
             async with asyncio.timeout(self.connect_timeout):
-                if "path" in options:
-                    await loop.create_unix_connection(lambda: protocol, options["path"])
-                else:
-                    host = options.get("host", "localhost")
-                    await loop.create_connection(
-                        lambda: protocol, host, options.get("port", 6379),
-                        ssl=self.ssl_context, server_hostname=host if self.tls else None)
+                await open_connection(options, protocol, self.ssl_context if self.tls else None)
                 handshake: list[tuple[Any, ...]] = []
                 if options.get("password") is not None:
                     user = options.get("username")

@@ -21,13 +21,14 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import socket
 import ssl
 from collections.abc import Callable
 from typing import Any
 
 import hiredis
 from redis.connection import parse_url
+
+from middleware.backends.pipelined import keep_alive, open_connection
 
 __all__ = ["Subscriber"]
 
@@ -43,9 +44,7 @@ class _Protocol(asyncio.Protocol):
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self.transport = transport  # type: ignore[assignment]
-        sock = transport.get_extra_info("socket")
-        if sock is not None and sock.family in (socket.AF_INET, socket.AF_INET6):
-            sock.setsockopt(socket.SOL_SOCKET, socket.SO_KEEPALIVE, 1)
+        keep_alive(transport)
 
     def data_received(self, data: bytes) -> None:
         reader = self.reader
@@ -136,18 +135,11 @@ class Subscriber:
             backoff = min(backoff * 2, 2.0)
 
     async def _connect_and_serve(self) -> None:
-        loop = asyncio.get_running_loop()
         options = self.options
         protocol = _Protocol(self)
         self.connects += 1
         async with asyncio.timeout(self.connect_timeout):
-            if "path" in options:
-                await loop.create_unix_connection(lambda: protocol, options["path"])
-            else:
-                host = options.get("host", "localhost")
-                await loop.create_connection(
-                    lambda: protocol, host, options.get("port", 6379), ssl=self.ssl_context,
-                    server_hostname=host if self.tls else None)
+            await open_connection(options, protocol, self.ssl_context if self.tls else None)
         self._protocol = protocol
         self._pings_unanswered = 0
         try:

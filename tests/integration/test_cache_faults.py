@@ -63,7 +63,7 @@ class Service:
     @property
     def connects(self) -> int:
         """Connections the cache's Redis client opened (or tried to)."""
-        return int(self.cache.remote.client.connects)
+        return int(self.cache.tiers.remote.client.connects)
 
     async def seed(self, count: int) -> list[str]:
         """``count`` posts, each with its own content; their paths."""
@@ -81,7 +81,7 @@ class Service:
             await self.client.get(path)
             hit = await self.client.get(path)
             assert hit.status == 200 and hit.headers["x-cache"] == "HIT", path
-        assert self.cache.backend_name == "redis"
+        assert self.cache.tiers.backend_name == "redis"
 
     def check(self, path: str, response: Any) -> None:
         """A post's response is that post's (never another request's reply)."""
@@ -114,7 +114,7 @@ async def service_through(proxy: FaultProxy, tmp_path: Path, monkeypatch: pytest
                         redis_url=proxy.url, secret_key="test-secret-key-0123456789abcdef")
     app = create_app(settings)
     async with running(app) as client:
-        assert app.ctx.cache.configured_backend == "redis"
+        assert app.ctx.cache.tiers.configured_backend == "redis"
         yield Service(client, app, proxy)
 
 
@@ -131,7 +131,7 @@ async def wait_for(predicate: Callable[[], bool], timeout: float, what: str) -> 
 async def recovers_on_one_probe(service: Service, paths: list[str]) -> None:
     """With the fault gone: the first request after the open period is the probe, closes the
     breaker and is a hit read from Redis; every warmed entry is a Redis hit again."""
-    breaker = service.cache.breaker
+    breaker = service.cache.tiers.breaker
     proxy = service.proxy
     proxy.pass_through()
     assert breaker.state == OPEN
@@ -163,7 +163,7 @@ async def test_no_5xx_through_the_fault_breaker_opens_and_one_probe_closes_it(
     async with service_through(proxy, tmp_path, monkeypatch) as service:
         paths = await service.seed(12)
         await service.warm(paths)
-        breaker = service.cache.breaker
+        breaker = service.cache.tiers.breaker
         statuses: Counter[int] = Counter()
         stop = asyncio.Event()
         rng = random.Random(fault)
@@ -221,7 +221,7 @@ async def test_one_connection_failure_is_one_incident_however_many_requests_wait
                                local=False) as service:
         paths = await service.seed(10)
         await service.warm(paths)
-        breaker = service.cache.breaker
+        breaker = service.cache.tiers.breaker
         accepted, mgets = proxy.accepted, proxy.seen[b"MGET"]
         if fault in HOLDING:
             HOLDING[fault](proxy)
@@ -293,7 +293,7 @@ async def test_replies_match_their_requests_while_clients_hang_up(
         assert outcomes["abandoned"] >= 30 and outcomes["HIT"] >= 100, outcomes
         assert outcomes["ERROR"] == 0 and outcomes["BYPASS"] == 0, outcomes
         # Hang-ups are not Redis failures, and no entry was stored under another URL.
-        breaker = service.cache.breaker
+        breaker = service.cache.tiers.breaker
         assert breaker.state == CLOSED and breaker.trips == 0 and breaker.failures == 0
         for path in paths:
             response = await service.client.get(path)

@@ -65,7 +65,7 @@ async def settle(cache: Any) -> None:
     published as ``*``: the hot tier starts over) applied."""
     await until(lambda: cache.hot is not None and cache.hot.healthy)
     await cache.ping()
-    resets = cache.remote.incarnation.resets
+    resets = cache.tiers.remote.incarnation.resets
     await until(lambda: cache._subscriber.messages >= resets)  # noqa: SLF001
 
 

@@ -276,7 +276,7 @@ async def test_undecodable_record_is_a_miss_and_is_replaced(served: Any) -> None
     await client.get("/items/1")
     from middleware.keys import response_key
     key = response_key(cache.settings.namespace, "/items/1")
-    tier = cache.remote or cache.memory
+    tier = cache.tiers.remote or cache.tiers.memory
     await tier.set(key, b"\x80\x04garbage", 30)
     broken = await client.get("/items/1")
     assert broken.status == 200 and broken.headers["x-cache"] == "MISS"

@@ -118,7 +118,7 @@ async def test_zero_redis_calls_while_the_breaker_is_open(counting: CountingBack
         counting.fail = "transient"
         await client.get("/items/1")
         await client.get("/items/2")
-        assert cache.breaker.state == OPEN
+        assert cache.tiers.breaker.state == OPEN
         before = counting.total
         for _ in range(10):
             assert (await client.get("/items/1")).status == 200
@@ -135,7 +135,7 @@ async def test_errors_redis_answers_do_not_trip_the_breaker(counting: CountingBa
         for _ in range(5):
             response = await client.get("/items/1")
             assert response.status == 200 and response.headers["x-cache"] == "ERROR"
-        assert cache.breaker.state == CLOSED and cache.stats()["errors"] == 5
+        assert cache.tiers.breaker.state == CLOSED and cache.stats()["errors"] == 5
 
 
 async def test_lost_invalidation_is_replayed_before_redis_serves_again(
@@ -149,13 +149,13 @@ async def test_lost_invalidation_is_replayed_before_redis_serves_again(
         assert (await client.patch("/items/1", json={"name": "uno"})).status == 200
         assert cache.stats()["pending_invalidations"] == 1
         server.connected = True
-        cache.breaker.reset_timeout = 0.0                               # probe on next request
+        cache.tiers.breaker.reset_timeout = 0.0  # probe on the next request
         counting.calls.clear()
         fresh = await client.get("/items/1")
         assert fresh.json["name"] == "uno" and fresh.headers["x-cache"] == "MISS"
         assert counting.calls["ping"] == 1 and counting.calls["incr_many"] == 1
         assert cache.stats()["pending_invalidations"] == 0
-        assert cache.breaker.state == CLOSED and cache.backend_name == "redis"
+        assert cache.tiers.breaker.state == CLOSED and cache.tiers.backend_name == "redis"
         assert (await client.get("/items")).json["items"][0] == "uno"
         # the replay was precise: an unrelated entry is still served from Redis
         assert (await client.get("/items/2")).headers["x-cache"] == "HIT"
@@ -203,7 +203,7 @@ async def test_killed_redis_mid_run(redis_to_kill: Any) -> None:
                                  socket_timeout=1.0)
     app, state, cache = build_app(None, settings)  # Redis from the URL, as REDIS_URL gives it
     async with running(app) as client:
-        assert cache.configured_backend == "redis" and cache.backend_name == "redis"
+        assert cache.tiers.configured_backend == "redis" and cache.tiers.backend_name == "redis"
         for path in ("/items/1", "/items/2", "/items"):
             await client.get(path)
         assert (await client.get("/items/1")).headers["x-cache"] == "HIT"
@@ -215,7 +215,7 @@ async def test_killed_redis_mid_run(redis_to_kill: Any) -> None:
             assert write.status == 200
             during = await client.get("/items/1")
             assert during.status == 200 and during.json["name"] == "uno"
-            assert cache.breaker.state == OPEN
+            assert cache.tiers.breaker.state == OPEN
         finally:
             proc.start()
         raw = Redis(host=proc.host, port=proc.port)
@@ -224,11 +224,11 @@ async def test_killed_redis_mid_run(redis_to_kill: Any) -> None:
             assert await raw.get(old_key) is not None, "the pre-write entry survived the restart"
         finally:
             await raw.aclose()
-        cache.breaker.reset_timeout = 0.0
+        cache.tiers.breaker.reset_timeout = 0.0
         results = await asyncio.gather(*(client.get("/items/1") for _ in range(5)))
         assert all(r.status == 200 and r.json["name"] == "uno" for r in results)
         assert (await client.get("/items")).json["items"][0] == "uno"
-        assert cache.breaker.state == CLOSED and cache.backend_name == "redis"
+        assert cache.tiers.breaker.state == CLOSED and cache.tiers.backend_name == "redis"
         # A restarted Redis is a new incarnation: everything stored before (it could be an
         # older snapshot) is invalid until stored again, then it hits.
         assert (await client.get("/items/2")).headers["x-cache"] == "MISS"
@@ -244,7 +244,7 @@ async def test_a_corrupted_generation_counter_fails_open(server: FakeServer) -> 
         await raw.set(f"{cache.settings.namespace}:gen:item:1", b"not a number")
         response = await client.get("/items/1")
         assert response.status == 200 and response.headers["x-cache"] == "ERROR"
-        assert cache.breaker.state == CLOSED and cache.stats()["errors"] == 1
+        assert cache.tiers.breaker.state == CLOSED and cache.stats()["errors"] == 1
         await raw.aclose()
 
 
@@ -267,6 +267,6 @@ async def test_a_write_cancelled_during_its_invalidation_is_replayed(
     with pytest.raises(asyncio.CancelledError):
         await write
     counting.hold = None
-    assert cache.coherence.outstanding == 1
+    assert cache.tiers.coherence.outstanding == 1
     after = await cache.lookup("/r", "k", ("item",), lead=False)
-    assert after.record is None and cache.coherence.outstanding == 0
+    assert after.record is None and cache.tiers.coherence.outstanding == 0

@@ -73,11 +73,11 @@ async def test_one_stall_with_many_requests_in_flight_is_one_incident(
         await stall
         assert [r.status for r in responses] == [200] * 12
         assert cache.errors >= 12  # every request waited on the stalled connection...
-        assert cache.breaker.failures == 1  # ...and they were one incident
-        assert cache.breaker.state == CLOSED
+        assert cache.tiers.breaker.failures == 1  # ...and they were one incident
+        assert cache.tiers.breaker.state == CLOSED
         # Redis answers again: the next request reconnects and hits.
         assert (await client.get("/items/1")).headers["x-cache"] == "HIT"
-        assert cache.breaker.failures == 0
+        assert cache.tiers.breaker.failures == 0
 
         # Separate stalls are separate incidents: threshold 3 opens the breaker.
         for _ in range(3):
@@ -85,7 +85,7 @@ async def test_one_stall_with_many_requests_in_flight_is_one_incident(
             await asyncio.sleep(0.1)
             assert (await client.get("/items/2")).status == 200
             await stall
-        assert cache.breaker.state == OPEN
+        assert cache.tiers.breaker.state == OPEN
         response = await client.get("/items/2")
         assert response.status == 200 and response.headers["x-cache"] in {"MISS", "HIT"}
 
@@ -104,10 +104,10 @@ async def test_busy_replies_open_the_breaker_and_memory_serves(
         for _ in range(5):
             statuses.append((await client.get("/items/1")).status)
         assert statuses == [200] * 5
-        assert cache.breaker.state == OPEN
+        assert cache.tiers.breaker.state == OPEN
         served = await client.get("/items/1")
         assert served.status == 200 and served.headers["x-cache"] == "HIT"  # memory tier
-        assert cache.backend_name == "memory"
+        assert cache.tiers.backend_name == "memory"
         await stall
         await script_client.aclose()
 
@@ -127,14 +127,14 @@ async def test_oom_is_an_answer_not_an_outage_and_a_refused_invalidation_is_not_
         missed = await client.get("/items/2")
         assert missed.status == 200 and missed.headers["x-cache"] == "ERROR"
         assert (await client.get("/items/2")).json["name"] == "two"
-        assert cache.breaker.state == CLOSED
+        assert cache.tiers.breaker.state == CLOSED
 
         # The write's INCR is refused: the read after it must not be the old entry.
         assert (await client.patch("/items/1", json={"name": "uno"})).status == 200
         for _ in range(3):
             after = await client.get("/items/1")
             assert after.status == 200 and after.json["name"] == "uno"
-        assert cache.breaker.state == CLOSED
+        assert cache.tiers.breaker.state == CLOSED
 
         await admin.config_set("maxmemory", 0)
         assert (await client.get("/items/1")).json["name"] == "uno"  # the replay landed

@@ -183,7 +183,7 @@ async def test_restart_from_an_older_rdb_serves_no_pre_write_data(
     for _ in range(4):
         assert (await client.get(path)).json["content"] == "v1"
         assert [i["content"] for i in (await client.get("/api/posts")).json["items"]] == ["v1"]
-    assert app.ctx.cache.remote.incarnation.resets >= 1
+    assert app.ctx.cache.tiers.remote.incarnation.resets >= 1
 
 
 async def test_an_evicted_counter_never_lets_an_older_entry_match(

@@ -7,60 +7,22 @@ from __future__ import annotations
 
 import asyncio
 import os
-import signal
-import subprocess
-import sys
-import time
-from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
 from pytest_redis.executor import RedisExecutor
 
-from tests.server import free_port
-
-ROOT = Path(__file__).resolve().parents[2]
+from tests.app_process import service
 
 pytestmark = [pytest.mark.slow, pytest.mark.redis, pytest.mark.postgres]
 
 
-@contextmanager
-def instance(tmp_path: Path, name: str, **env: str) -> Iterator[str]:
-    """``python app.py`` with 2 workers; yields its base URL once both workers are ready."""
-    port = free_port()
-    log_path = tmp_path / f"{name}.log"
-    full = {key: value for key, value in os.environ.items()
-            if not key.startswith(("REDIS_", "CACHE_", "PROMETHEUS_", "DATABASE_"))}
-    full.update(PYTHONPATH=str(ROOT), HOST="127.0.0.1", PORT=str(port), WORKERS="2",
-                SECRET_KEY="test-secret-key-0123456789abcdef", **env)
-    with log_path.open("w") as log:
-        proc = subprocess.Popen([sys.executable, "app.py"], cwd=ROOT, env=full, stdout=log,
-                                stderr=subprocess.STDOUT, text=True)
-    base = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.monotonic() + 90
-        while True:
-            assert proc.poll() is None, log_path.read_text()
-            text = log_path.read_text()
-            if text.count("Worker ready") >= 2 and text.count("hot tier serves") >= 2:
-                try:
-                    if httpx.get(f"{base}/health", timeout=2).status_code == 200:
-                        break
-                except httpx.TransportError:
-                    pass
-            assert time.monotonic() < deadline, text
-            time.sleep(0.2)
-        yield base
-    finally:
-        if proc.poll() is None:
-            proc.send_signal(signal.SIGTERM)
-            try:
-                proc.wait(timeout=30)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait(timeout=10)
+def instance(tmp_path: Path, name: str, **env: str) -> Any:
+    """``python app.py`` with 2 workers, each subscribed to the invalidation channel."""
+    return service(tmp_path, name, ready=("hot tier serves",), WORKERS="2",
+                   SECRET_KEY="test-secret-key-0123456789abcdef", **env)
 
 
 async def test_two_instances_with_two_workers_each_never_serve_pre_write_data(
@@ -71,7 +33,8 @@ async def test_two_instances_with_two_workers_each_never_serve_pre_write_data(
     env = {"DATABASE_URL": postgres_url,
            "REDIS_URL": f"redis://{redis_server.host}:{redis_server.port}/0",
            "CACHE_NAMESPACE": f"inst{os.getpid()}", "LOG_LEVEL": "INFO"}
-    with instance(tmp_path, "a", **env) as a_url, instance(tmp_path, "b", **env) as b_url:
+    with instance(tmp_path, "a", **env) as (a_url, _), \
+            instance(tmp_path, "b", **env) as (b_url, _):
         # Several connections each, so both workers of each instance serve.
         limits = httpx.Limits(max_connections=8, max_keepalive_connections=8)
         async with httpx.AsyncClient(base_url=a_url, timeout=10) as a, \

@@ -91,7 +91,7 @@ async def service(cache_backend: str, redis_url: str | None, tmp_path: Path,
     app, statements = await start_service(tmp_path, redis_url, monkeypatch)
     async with running(app) as client:
         statements.install()
-        assert app.ctx.cache.configured_backend == cache_backend
+        assert app.ctx.cache.tiers.configured_backend == cache_backend
         yield Service(client, app, statements)
 
 
@@ -303,7 +303,7 @@ async def test_redis_killed_mid_run_never_fails_and_serves_no_pre_write_entry(
     app, statements = await start_service(tmp_path, url, monkeypatch)
     async with running(app) as client:
         cache = app.ctx.cache
-        assert cache.backend_name == "redis"
+        assert cache.tiers.backend_name == "redis"
         _, ann = await register(client, "ann")
         await client.post("/api/posts", json={"content": "before"}, headers=ann)
         for path in ("/api/posts", "/api/users/list", "/api/jobs/stats"):
@@ -319,7 +319,7 @@ async def test_redis_killed_mid_run_never_fails_and_serves_no_pre_write_entry(
             during = await client.get("/api/posts")
             assert during.status == 200
             assert [p["content"] for p in during.json["items"]] == ["during", "before"]
-            assert cache.breaker.state == OPEN and cache.stats()["errors"] >= 2
+            assert cache.tiers.breaker.state == OPEN and cache.stats()["errors"] >= 2
         finally:
             proc.start()
         raw = Redis(host=proc.host, port=proc.port)
@@ -328,14 +328,14 @@ async def test_redis_killed_mid_run_never_fails_and_serves_no_pre_write_entry(
             assert old is not None, "the pre-write feed entry survived the restart"
         finally:
             await raw.aclose()
-        cache.breaker.reset_timeout = 0.0
+        cache.tiers.breaker.reset_timeout = 0.0
         after = await asyncio.gather(*(client.get("/api/posts") for _ in range(5)))
         for response in after:
             assert response.status == 200
             assert [p["content"] for p in response.json["items"]] == ["during", "before"]
         users = await client.get("/api/users/list")
         assert users.json["items"][0]["posts_count"] == 2
-        assert cache.breaker.state == CLOSED and cache.backend_name == "redis"
+        assert cache.tiers.breaker.state == CLOSED and cache.tiers.backend_name == "redis"
         # The restarted Redis is a new incarnation (its data could be an older snapshot):
         # everything from before is a miss once, then hits again.
         assert (await client.get("/api/jobs/stats")).headers["x-cache"] == "MISS"

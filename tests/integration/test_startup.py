@@ -3,13 +3,9 @@ SECRET_KEY on a real database, one warning per setting that does nothing, /metri
 
 from __future__ import annotations
 
-import os
-import signal
 import subprocess
 import sys
-import time
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
 from pathlib import Path
 
 import httpx
@@ -17,50 +13,11 @@ import pytest
 
 from app import create_app
 from settings import Settings
+from tests.app_process import clean_env, service
 from tests.server import free_port, running
 
 ROOT = Path(__file__).resolve().parents[2]
-
-
-def _env(**extra: str) -> dict[str, str]:
-    env = {key: value for key, value in os.environ.items()
-           if not key.startswith(("REDIS_", "CACHE_", "PROMETHEUS_", "DATABASE_", "SECRET_"))}
-    env.update(PYTHONPATH=str(ROOT), HOST="127.0.0.1", **extra)
-    return env
-
-
-@contextmanager
-def service(tmp_path: Path, **extra: str) -> Iterator[tuple[str, Path]]:
-    """``python app.py`` on a free port; yields (base URL, log path) once it answers."""
-    port = free_port()
-    log_path = tmp_path / "service.log"
-    env = _env(PORT=str(port), DATABASE_URL=f"sqlite://{tmp_path}/s.sqlite3", **extra)
-    with log_path.open("w") as log:
-        proc = subprocess.Popen([sys.executable, "app.py"], cwd=ROOT, env=env, stdout=log,
-                                stderr=subprocess.STDOUT, text=True)
-    base = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.monotonic() + 60
-        workers = int(extra.get("WORKERS", "1"))
-        while True:
-            assert proc.poll() is None, log_path.read_text()
-            if log_path.read_text().count("Worker ready") >= workers:
-                try:
-                    if httpx.get(f"{base}/health", timeout=2).status_code == 200:
-                        break
-                except httpx.TransportError:
-                    pass
-            assert time.monotonic() < deadline, log_path.read_text()
-            time.sleep(0.2)
-        yield base, log_path
-    finally:
-        if proc.poll() is None:
-            proc.send_signal(signal.SIGTERM)
-            try:
-                proc.wait(timeout=30)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait(timeout=10)
+_env = clean_env
 
 
 def _listen_backlog(port: int) -> int:
