@@ -169,16 +169,16 @@ async def test_another_workers_lost_write_bumps_the_epoch(server: FakeServer) ->
     app_b, state_b, cache_b = build_app(RedisBackend(FakeAsyncRedis(server=server)), settings)
     state_b.items = state_a.items  # one "database"
     async with running(app_a) as worker_a, running(app_b) as worker_b:
-        cache_a.coherence = Coherence.attach(parts)
-        cache_b.coherence = Coherence.attach(parts)
+        cache_a.tiers.coherence = Coherence.attach(parts)
+        cache_b.tiers.coherence = Coherence.attach(parts)
         await worker_b.get("/items/3")
         for _ in range(settings.breaker_failures):   # worker A alone cannot reach Redis
-            cache_a.breaker.record_failure()
+            cache_a.tiers.breaker.record_failure()
         assert (await worker_a.patch("/items/3", json={"name": "tres"})).status == 200
         # worker B never saw a failure; it must not serve its pre-write entry
         after = await worker_b.get("/items/3")
         assert after.json["name"] == "tres" and after.headers["x-cache"] == "MISS"
-        assert cache_b.coherence.outstanding == 0
+        assert cache_b.tiers.coherence.outstanding == 0
 
 
 async def test_memory_fallback_of_every_worker_sees_a_write(server: FakeServer) -> None:
@@ -187,8 +187,8 @@ async def test_memory_fallback_of_every_worker_sees_a_write(server: FakeServer) 
     app_b, state_b, cache_b = build_app(None, settings_for_test())
     state_b.items = state_a.items
     async with running(app_a) as worker_a, running(app_b) as worker_b:
-        cache_a.coherence = Coherence.attach(parts)
-        cache_b.coherence = Coherence.attach(parts)
+        cache_a.tiers.coherence = Coherence.attach(parts)
+        cache_b.tiers.coherence = Coherence.attach(parts)
         await worker_b.get("/items/1")
         assert (await worker_b.get("/items/1")).headers["x-cache"] == "HIT"
         assert (await worker_a.patch("/items/1", json={"name": "uno"})).status == 200
