@@ -93,3 +93,18 @@ async def test_password_hash_and_verify() -> None:
     assert not await verify_password(hashed, "wrong horse")
     assert not await verify_password(None, "correct horse")
     assert not await verify_password("not-a-hash", "correct horse")
+
+
+async def test_hashing_runs_below_the_event_loops_priority() -> None:
+    """During a burst of sign-ins the cores must go to the loops that serve cache hits."""
+    import os
+    import threading
+
+    from handlers import security
+
+    hashed = await security.hash_password("correct horse battery")
+    assert await security.verify_password(hashed, "correct horse battery")
+    threads = [t for t in threading.enumerate() if t.name.startswith("argon2")]
+    assert threads
+    loop_nice = os.getpriority(os.PRIO_PROCESS, threading.get_native_id())
+    assert all(os.getpriority(os.PRIO_PROCESS, t.native_id) > loop_nice for t in threads)
