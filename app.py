@@ -83,7 +83,7 @@ def create_app(settings: Settings | None = None, *, cache_backend: object | None
     )
     describe_security(app)
     install_error_handler(app)
-    register_database(app, settings.database_url)
+    register_database(app, settings.database_url, retry_seconds=settings.database_retry_seconds)
     if settings.seed_demo:
         register_demo_seed(app, settings.database_url)
     install_login_guards(app, settings)

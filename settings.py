@@ -52,6 +52,19 @@ def _bool(env: Mapping[str, str], name: str, default: bool) -> bool:
     raise SettingsError(f"{name} must be a boolean (true/false), got {raw!r}")
 
 
+def _float(env: Mapping[str, str], name: str, default: float) -> float:
+    raw = env.get(name, "").strip()
+    if not raw:
+        return default
+    try:
+        value = float(raw)
+    except ValueError:
+        raise SettingsError(f"{name} must be a number, got {raw!r}") from None
+    if not 0 <= value <= 60:
+        raise SettingsError(f"{name} must be between 0 and 60, got {raw!r}")
+    return value
+
+
 def _rate(env: Mapping[str, str], name: str, default: str) -> str:
     raw = env.get(name, "").strip() or default
     try:
@@ -117,6 +130,9 @@ class Settings:
     """Sanic debug mode (``DEBUG``); never on in production."""
     log_level: str = "INFO"
     """``LOG_LEVEL``: DEBUG, INFO, WARNING, ERROR or CRITICAL."""
+    database_retry_seconds: float = 3.0
+    """``DATABASE_RETRY_SECONDS``: how long a statement waits for a restarting PostgreSQL
+    (``models.db_retry``; 0 turns it off)."""
     backlog: int = 2048
     """``BACKLOG``: connections the kernel queues before ``accept`` (Sanic's own default, 100,
     drops SYNs under 1,000 concurrent clients, who then retry after 1, 3 and 7 s). Capped by
@@ -175,6 +191,8 @@ class Settings:
             debug=_bool(env, "DEBUG", cls.debug),
             log_level=_log_level(env, cls.log_level),
             backlog=_int(env, "BACKLOG", cls.backlog, minimum=1),
+            database_retry_seconds=_float(env, "DATABASE_RETRY_SECONDS",
+                                          cls.database_retry_seconds),
             proxies_count=_int(env, "PROXIES_COUNT", 0, minimum=0) if proxies else None,
             forwarded_secret=env.get("FORWARDED_SECRET", "").strip() or None,
             metrics_token=env.get("METRICS_TOKEN", "").strip() or None,
@@ -203,8 +221,9 @@ class Settings:
 SERVICE_ENV_NAMES = frozenset({
     "HOST", "PORT", "WORKERS", "DATABASE_URL", "REDIS_URL", "REDIS_PRIVATE_URL", "SECRET_KEY",
     "TOKEN_TTL_SECONDS", "REQUEST_MAX_SIZE", "CACHE_ENABLED", "SEED_DEMO", "DEBUG", "LOG_LEVEL",
-    "BACKLOG", "PROXIES_COUNT", "FORWARDED_SECRET", "METRICS_TOKEN", "AUTH_MAX_CONCURRENT_HASHES",
-    "AUTH_MAX_WAITING_HASHES", "LOGIN_RATE_PER_CLIENT", "LOGIN_RATE_PER_USERNAME",
+    "BACKLOG", "DATABASE_RETRY_SECONDS", "PROXIES_COUNT", "FORWARDED_SECRET", "METRICS_TOKEN",
+    "AUTH_MAX_CONCURRENT_HASHES", "AUTH_MAX_WAITING_HASHES", "LOGIN_RATE_PER_CLIENT",
+    "LOGIN_RATE_PER_USERNAME",
 })
 """Every variable ``Settings.from_env`` reads."""
 

@@ -9,6 +9,7 @@ from sanic import Sanic
 from tortoise import Tortoise, connections
 from tortoise.backends.base.executor import EXECUTOR_CACHE
 
+from models.db_retry import retry_when_unavailable
 from models.pg_url import tortoise_connection
 
 log = logging.getLogger(__name__)
@@ -62,11 +63,13 @@ async def create_schema() -> None:
         await Tortoise.generate_schemas(safe=True)
 
 
-def register_database(app: Sanic, database_url: str) -> None:
-    """Open the ORM in each worker before it serves, close it after it stops."""
+def register_database(app: Sanic, database_url: str, *, retry_seconds: float = 0.0) -> None:
+    """Open the ORM in each worker before it serves, close it after it stops; statements wait
+    up to ``retry_seconds`` for a PostgreSQL that is restarting (``models.db_retry``)."""
 
     async def open_database(app: Sanic) -> None:
         await init_database(database_url)
+        retry_when_unavailable(connections.get("default"), retry_seconds)
         await create_schema()
         log.info("Database connected: %s", describe_database(database_url))
 

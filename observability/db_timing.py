@@ -45,9 +45,9 @@ def instrument_client(client: Any, observe: Observe) -> Any:
     if getattr(client, _MARK, None) is observe:
         return client
     for name, operation in _OPERATIONS.items():
-        method = getattr(type(client), name, None)
+        method = getattr(client, name, None)  # bound: the class's, or a wrapper already set
         if method is not None:
-            setattr(client, name, _timed(method.__get__(client), operation, observe))
+            setattr(client, name, _timed(method, operation, observe))
     open_transaction = type(client)._in_transaction.__get__(client)
 
     def in_transaction() -> Any:
