@@ -16,6 +16,7 @@ from sanic_ext.extensions.http.extension import HTTPExtension
 from sanic_ext.extensions.openapi.extension import OpenAPIExtension
 
 from handlers import blueprints
+from handlers.auth import install_login_guards
 from handlers.docs import describe_security
 from handlers.errors import install_error_handler
 from cache_rules import install_service_cache
@@ -24,7 +25,7 @@ from handlers.responses import dumps
 from models.db import describe_database, register_database
 from models.seed import register_demo_seed
 from observability.logging import configure_logging
-from settings import Settings
+from settings import Settings, settings_warnings
 
 log = logging.getLogger("app")
 
@@ -49,6 +50,9 @@ def create_app(settings: Settings | None = None, *, cache_backend: object | None
     configure_logging(settings.log_level)
     if key_generated_here:
         _warn_generated_key()
+    if not os.environ.get("SANIC_WORKER_NAME"):  # once, from the main process, not per worker
+        for line in settings_warnings():
+            log.warning("%s", line)
     # Sanic's default log config adds a handler per sanic.* logger (lines came out twice).
     app = Sanic(APP_NAME, dumps=dumps, configure_logging=False)
     app.config.update(
@@ -58,6 +62,9 @@ def create_app(settings: Settings | None = None, *, cache_backend: object | None
         OAS_URL_PREFIX="/docs",
         OAS_UI_REDOC=False,
         CORS=False,
+        # The real client address behind Render's, Railway's or Heroku's proxy (login limits).
+        PROXIES_COUNT=settings.proxies_count,
+        FORWARDED_SECRET=settings.forwarded_secret,
     )
     app.ctx.settings = settings
     # CORS is off, so the automatic OPTIONS routes would only cost start-up time; automatic
@@ -79,6 +86,7 @@ def create_app(settings: Settings | None = None, *, cache_backend: object | None
     register_database(app, settings.database_url)
     if settings.seed_demo:
         register_demo_seed(app, settings.database_url)
+    install_login_guards(app, settings)
     for bp in blueprints():
         app.blueprint(bp)
     metrics = install_metrics(app)
@@ -106,7 +114,7 @@ def main() -> None:
     loader = AppLoader(factory=partial(create_app, settings))
     app = loader.load()
     app.prepare(host=settings.host, port=settings.port, workers=settings.workers,
-                debug=settings.debug, access_log=False)
+                debug=settings.debug, access_log=False, backlog=settings.backlog)
     Sanic.serve(primary=app, app_loader=loader)
 
 

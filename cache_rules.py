@@ -22,8 +22,9 @@ a registration adds a user to the users list.
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import replace
+from functools import wraps
 from typing import Any
 
 from sanic import Request, Sanic
@@ -63,26 +64,52 @@ def me_tags(request: Request) -> Iterable[str]:
     return (f"user:{user_id}",) if user_id else ()
 
 
-def _me(request: Request) -> Any:
-    return request.ctx.user  # set by handlers.auth.authenticated on every successful write
+Clears = Callable[[Request], Iterable[str]]
 
 
-def post_created(request: Request) -> Iterable[str]:
-    me = _me(request)
+def _signed_in(clears: Callable[[Request, Any], Iterable[str]]) -> Clears:
+    """A write rule that needs the signed-in user (``request.ctx.user``, set by
+    ``handlers.auth.authenticated`` before the handler body runs). Without one the write was
+    refused (or failed) before it could commit, so it clears nothing: an anonymous client
+    must not be able to clear anything, let alone the whole cache."""
+
+    @wraps(clears)
+    def rule(request: Request) -> Iterable[str]:
+        me = getattr(request.ctx, "user", None)
+        return () if me is None else clears(request, me)
+
+    return rule
+
+
+@_signed_in
+def post_created(request: Request, me: Any) -> Iterable[str]:
     return ("posts:feed", _author_tag(me.username), "users:list", f"user:{me.id}")
 
 
-def post_edited(request: Request) -> Iterable[str]:
-    me = _me(request)
+@_signed_in
+def post_edited(request: Request, me: Any) -> Iterable[str]:
     return ("posts:feed", _author_tag(me.username), f"post:{request.match_info['post_id']}")
 
 
-def post_deleted(request: Request) -> Iterable[str]:
-    return (*post_edited(request), "users:list", f"user:{_me(request).id}")
+@_signed_in
+def post_deleted(request: Request, me: Any) -> Iterable[str]:
+    return ("posts:feed", _author_tag(me.username), f"post:{request.match_info['post_id']}",
+            "users:list", f"user:{me.id}")
 
 
-def follow_changed(request: Request) -> Iterable[str]:
-    return ("users:list", f"user:{_me(request).id}", f"user:{request.match_info['user_id']}")
+@_signed_in
+def job_created(request: Request, me: Any) -> Iterable[str]:
+    return ("jobs:list", "jobs:stats")
+
+
+@_signed_in
+def job_changed(request: Request, me: Any) -> Iterable[str]:
+    return ("jobs:list", "jobs:stats", f"job:{request.match_info['job_id']}")
+
+
+@_signed_in
+def follow_changed(request: Request, me: Any) -> Iterable[str]:
+    return ("users:list", f"user:{me.id}", f"user:{request.match_info['user_id']}")
 
 
 CACHE_RULES: tuple[CacheRule | InvalidationRule, ...] = (
@@ -101,11 +128,9 @@ CACHE_RULES: tuple[CacheRule | InvalidationRule, ...] = (
     InvalidationRule("POST", "/api/posts", clears=post_created),
     InvalidationRule("PATCH", "/api/posts/<post_id:int>", clears=post_edited),
     InvalidationRule("DELETE", "/api/posts/<post_id:int>", clears=post_deleted),
-    InvalidationRule("POST", "/api/jobs", clears=("jobs:list", "jobs:stats")),
-    InvalidationRule("PATCH", "/api/jobs/<job_id:int>",
-                     clears=("jobs:list", "jobs:stats", "job:{job_id}")),
-    InvalidationRule("DELETE", "/api/jobs/<job_id:int>",
-                     clears=("jobs:list", "jobs:stats", "job:{job_id}")),
+    InvalidationRule("POST", "/api/jobs", clears=job_created),
+    InvalidationRule("PATCH", "/api/jobs/<job_id:int>", clears=job_changed),
+    InvalidationRule("DELETE", "/api/jobs/<job_id:int>", clears=job_changed),
     InvalidationRule("POST", "/api/users/<user_id:int>/follow", clears=follow_changed),
     InvalidationRule("DELETE", "/api/users/<user_id:int>/follow", clears=follow_changed),
 )

@@ -7,12 +7,17 @@ library that knows nothing of this service.
 
 from __future__ import annotations
 
+import difflib
 import logging
 import os
 import secrets
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
+
+from limits import parse as parse_rate_limit
+
+from middleware.settings import ENV_NAMES as CACHE_ENV_NAMES, REMOVED_ENV_NAMES
 
 log = logging.getLogger(__name__)
 
@@ -45,6 +50,17 @@ def _bool(env: Mapping[str, str], name: str, default: bool) -> bool:
     if raw in {"0", "false", "no", "off"}:
         return False
     raise SettingsError(f"{name} must be a boolean (true/false), got {raw!r}")
+
+
+def _rate(env: Mapping[str, str], name: str, default: str) -> str:
+    raw = env.get(name, "").strip() or default
+    try:
+        parse_rate_limit(raw)
+    except ValueError:
+        raise SettingsError(
+            f"{name} must be a rate such as '10/minute' or '5 per 10 seconds', got {raw!r}"
+        ) from None
+    return raw
 
 
 def _log_level(env: Mapping[str, str], default: str) -> str:
@@ -101,6 +117,26 @@ class Settings:
     """Sanic debug mode (``DEBUG``); never on in production."""
     log_level: str = "INFO"
     """``LOG_LEVEL``: DEBUG, INFO, WARNING, ERROR or CRITICAL."""
+    backlog: int = 2048
+    """``BACKLOG``: connections the kernel queues before ``accept`` (Sanic's own default, 100,
+    drops SYNs under 1,000 concurrent clients, who then retry after 1, 3 and 7 s). Capped by
+    the kernel's ``net.core.somaxconn``."""
+    proxies_count: int | None = None
+    """``PROXIES_COUNT``: trusted reverse proxies in front of the service (1 on Render, Railway
+    and Heroku), so ``X-Forwarded-For`` gives the real client address; unset trusts none."""
+    forwarded_secret: str | None = field(default=None, repr=False)
+    """``FORWARDED_SECRET``: trust ``Forwarded`` headers carrying this ``secret=``."""
+    metrics_token: str | None = field(default=None, repr=False)
+    """``METRICS_TOKEN``: when set, ``/metrics`` requires ``Authorization: Bearer <token>``."""
+    auth_max_concurrent_hashes: int = 1
+    """``AUTH_MAX_CONCURRENT_HASHES``: argon2 hashes (64 MiB each) a worker runs at once."""
+    auth_max_waiting_hashes: int = 16
+    """``AUTH_MAX_WAITING_HASHES``: logins/registrations a worker queues for a hash; past that
+    it answers 429 with ``Retry-After``."""
+    login_rate_per_client: str = "20/minute"
+    """``LOGIN_RATE_PER_CLIENT``: login and registration attempts per client address."""
+    login_rate_per_username: str = "10/minute"
+    """``LOGIN_RATE_PER_USERNAME``: login attempts per username, from any address."""
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
@@ -114,13 +150,21 @@ class Settings:
         redis_url = (env.get("REDIS_URL") or env.get("REDIS_PRIVATE_URL") or "").strip() or None
         if redis_url and not redis_url.startswith(("redis://", "rediss://", "unix://")):
             raise SettingsError("REDIS_URL must start with redis://, rediss:// or unix://")
+        database_url = normalise_database_url(
+            env.get("DATABASE_URL", "").strip() or DEFAULT_DATABASE_URL)
+        if generated and not database_url.startswith("sqlite://"):
+            # Behind a load balancer every instance would sign with its own random key and
+            # users would get random 401s; every restart would sign everyone out.
+            raise SettingsError(
+                "SECRET_KEY must be set when DATABASE_URL is not the embedded SQLite default: "
+                "every instance must sign tokens with the same key (at least 16 characters, "
+                "e.g. python -c 'import secrets; print(secrets.token_urlsafe(48))')")
+        proxies = env.get("PROXIES_COUNT", "").strip()
         return cls(
             host=env.get("HOST", cls.host) or cls.host,
             port=_int(env, "PORT", cls.port, minimum=0),
             workers=_int(env, "WORKERS", cls.workers, minimum=1),
-            database_url=normalise_database_url(
-                env.get("DATABASE_URL", "").strip() or DEFAULT_DATABASE_URL
-            ),
+            database_url=database_url,
             redis_url=redis_url,
             secret_key=secret,
             secret_key_generated=generated,
@@ -130,6 +174,18 @@ class Settings:
             seed_demo=_bool(env, "SEED_DEMO", cls.seed_demo),
             debug=_bool(env, "DEBUG", cls.debug),
             log_level=_log_level(env, cls.log_level),
+            backlog=_int(env, "BACKLOG", cls.backlog, minimum=1),
+            proxies_count=_int(env, "PROXIES_COUNT", 0, minimum=0) if proxies else None,
+            forwarded_secret=env.get("FORWARDED_SECRET", "").strip() or None,
+            metrics_token=env.get("METRICS_TOKEN", "").strip() or None,
+            auth_max_concurrent_hashes=_int(env, "AUTH_MAX_CONCURRENT_HASHES",
+                                            cls.auth_max_concurrent_hashes, minimum=1),
+            auth_max_waiting_hashes=_int(env, "AUTH_MAX_WAITING_HASHES",
+                                         cls.auth_max_waiting_hashes, minimum=0),
+            login_rate_per_client=_rate(env, "LOGIN_RATE_PER_CLIENT",
+                                        cls.login_rate_per_client),
+            login_rate_per_username=_rate(env, "LOGIN_RATE_PER_USERNAME",
+                                          cls.login_rate_per_username),
         )
 
     @property
@@ -142,3 +198,30 @@ class Settings:
             path = self.database_url[len("sqlite://"):].split("?", 1)[0]
             if path and path != ":memory:":
                 Path(path).parent.mkdir(parents=True, exist_ok=True)
+
+
+SERVICE_ENV_NAMES = frozenset({
+    "HOST", "PORT", "WORKERS", "DATABASE_URL", "REDIS_URL", "REDIS_PRIVATE_URL", "SECRET_KEY",
+    "TOKEN_TTL_SECONDS", "REQUEST_MAX_SIZE", "CACHE_ENABLED", "SEED_DEMO", "DEBUG", "LOG_LEVEL",
+    "BACKLOG", "PROXIES_COUNT", "FORWARDED_SECRET", "METRICS_TOKEN", "AUTH_MAX_CONCURRENT_HASHES",
+    "AUTH_MAX_WAITING_HASHES", "LOGIN_RATE_PER_CLIENT", "LOGIN_RATE_PER_USERNAME",
+})
+"""Every variable ``Settings.from_env`` reads."""
+
+_CHECKED_PREFIXES = ("CACHE_", "REDIS_")
+
+
+def settings_warnings(env: Mapping[str, str] | None = None) -> list[str]:
+    """One line per variable that is set but does nothing: a removed setting (what replaced
+    it) or a ``CACHE_*`` / ``REDIS_*`` name that matches no setting (the closest real one)."""
+    env = os.environ if env is None else env
+    known = SERVICE_ENV_NAMES | CACHE_ENV_NAMES
+    lines = []
+    for name in sorted(env):
+        if name in REMOVED_ENV_NAMES:
+            lines.append(f"{name} is set but has no effect: {REMOVED_ENV_NAMES[name]}")
+        elif name.startswith(_CHECKED_PREFIXES) and name not in known:
+            close = difflib.get_close_matches(name, sorted(known), n=1, cutoff=0.6)
+            hint = f"; did you mean {close[0]}?" if close else ""
+            lines.append(f"{name} is set but is not a setting of this service{hint}")
+    return lines

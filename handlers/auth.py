@@ -11,7 +11,7 @@ from collections.abc import Awaitable, Callable
 from functools import wraps
 from typing import Any, TypeVar
 
-from sanic import Blueprint, Request
+from sanic import Blueprint, Request, Sanic
 from sanic.exceptions import Forbidden, NotFound, Unauthorized
 from tortoise.models import Model
 from sanic.response import HTTPResponse
@@ -25,9 +25,11 @@ from handlers.responses import json_response
 from handlers.schemas import AuthOut, LoginBody, MeOut, RegisterBody, TokenOut
 from handlers.security import hash_password, issue_token, read_token, verify_password
 from handlers.serialize import me_out
+from handlers.throttle import AttemptLimits, HashGate, client_address
 from handlers.validation import existing_id, parse_body
 from models.stats import UserCounts, user_counts
 from models.user import User
+from settings import Settings
 
 log = logging.getLogger(__name__)
 
@@ -85,18 +87,30 @@ async def _taken_field(username: str, email: str) -> str | None:
     return None
 
 
+def install_login_guards(app: Sanic, settings: Settings) -> None:
+    """Bound the argon2 work and the attempts of each worker (see ``handlers.throttle``)."""
+    app.ctx.hash_gate = HashGate(settings.auth_max_concurrent_hashes,
+                                 settings.auth_max_waiting_hashes)
+    app.ctx.login_limits = AttemptLimits(settings.login_rate_per_client,
+                                         settings.login_rate_per_username)
+
+
 @bp.post("/register")
 @openapi.definition(
     summary="Create an account", tag="auth",
     body=docs.body(RegisterBody, "The new account; the password is 8 to 128 characters."),
-    response=[docs.ok(AuthOut, "The new user and a token.", 201), *docs.errors(400, 409, 413)],
+    response=[docs.ok(AuthOut, "The new user and a token.", 201),
+              *docs.errors(400, 409, 413, 429)],
 )
 async def register(request: Request) -> HTTPResponse:
     """Create a user and return it with a bearer token."""
+    ctx = request.app.ctx
+    ctx.login_limits.client(client_address(request))
     body = parse_body(request, RegisterBody)
     taken = await _taken_field(body.username, body.email)
     if taken is None:
-        password_hash = await hash_password(body.password)
+        async with ctx.hash_gate.slot():
+            password_hash = await hash_password(body.password)
         try:
             user = await User.create(username=body.username, email=body.email,
                                      password_hash=password_hash)
@@ -115,14 +129,19 @@ async def register(request: Request) -> HTTPResponse:
 @openapi.definition(
     summary="Get a token", tag="auth",
     body=docs.body(LoginBody, "Username and password."),
-    response=[docs.ok(TokenOut, "A bearer token."), *docs.errors(400, 401, 413)],
+    response=[docs.ok(TokenOut, "A bearer token."), *docs.errors(400, 401, 413, 429)],
 )
 async def login(request: Request) -> HTTPResponse:
     """Exchange a username and password for a bearer token."""
+    ctx = request.app.ctx
+    ctx.login_limits.client(client_address(request))
     body = parse_body(request, LoginBody)
+    ctx.login_limits.username(body.username)
     user = await User.get_or_none(username=body.username)
     password_hash = None if user is None else user.password_hash
-    if not await verify_password(password_hash, body.password) or user is None:
+    async with ctx.hash_gate.slot():
+        verified = await verify_password(password_hash, body.password)
+    if not verified or user is None:
         raise Unauthorized("invalid username or password", scheme="Bearer")
     return json_response({"token": _token_for(request, user)})
 

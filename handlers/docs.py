@@ -26,6 +26,7 @@ _ERRORS = {
     404: "No such resource.",
     409: "The username or email is already taken.",
     413: "The request body is larger than REQUEST_MAX_SIZE.",
+    429: "Too many sign-in attempts, or too many in progress; see the Retry-After header.",
 }
 
 

@@ -4,7 +4,10 @@
 - ``GET /health/detailed``: database reachable (a ``SELECT 1`` and its latency), cache backend
   and breaker state, versions and uptime; 503 when the database does not answer.
 - ``GET /health/cache``: the cache's statistics and breaker, ``latency_ms`` from a real PING;
-  ``status`` is ``degraded`` (still 200) while the in-process fallback serves instead of Redis.
+  ``status`` is ``healthy`` when the configured backend serves and answers, ``degraded`` (still
+  200: clients are served) while the in-process fallback serves instead of Redis or the PING
+  fails, ``unhealthy`` (503) when no cache serves at all (``CACHE_ENABLED=false``). The same
+  values appear as ``cache.status`` in ``/health/detailed``.
 
 Nothing here shows a password: the Redis URL is the cache's redacted one, the database is
 named by ``describe_database``, and error texts pass through ``redact``.
@@ -100,15 +103,22 @@ async def _database_check(request: Request) -> dict[str, Any]:
     return result
 
 
+HEALTHY = "healthy"
+DEGRADED = "degraded"
+UNHEALTHY = "unhealthy"
+DISABLED_REASON = "the response cache is disabled (CACHE_ENABLED=false)"
+
+
 def _cache_status(cache: Any) -> str:
-    """``ok`` when what serves is what was configured, ``degraded`` on the fallback."""
-    return "ok" if cache.backend_name == cache.configured_backend else "degraded"
+    """``healthy`` when what serves is what was configured, ``degraded`` on the fallback."""
+    return HEALTHY if cache.backend_name == cache.configured_backend else DEGRADED
 
 
 def _cache_summary(cache: Any) -> dict[str, Any]:
     if cache is None:
-        return {"status": "disabled", "backend": None, "configured_backend": None,
-                "redis_url": None, "redis_available": False, "breaker": None}
+        return {"status": UNHEALTHY, "reason": DISABLED_REASON, "backend": None,
+                "configured_backend": None, "redis_url": None, "redis_available": False,
+                "breaker": None}
     stats = cache.stats()
     return {"status": _cache_status(cache), "backend": cache.backend_name,
             "configured_backend": cache.configured_backend,
@@ -139,8 +149,8 @@ async def health_cache(request: Request) -> HTTPResponse:
     """The cache's statistics and breaker; latency from a real PING of its backend."""
     cache = getattr(request.app.ctx, "cache", None)
     if cache is None:
-        return json_response({"status": "disabled", "backend": None, "latency_ms": None,
-                              "stats": {}, "breaker": {}})
+        return json_response({"status": UNHEALTHY, "reason": DISABLED_REASON, "backend": None,
+                              "latency_ms": None, "stats": {}, "breaker": {}}, status=503)
     body: dict[str, Any] = {"status": _cache_status(cache), "backend": cache.backend_name,
                             "configured_backend": cache.configured_backend,
                             "redis_url": cache.redis_url_redacted, "latency_ms": None}
@@ -149,7 +159,7 @@ async def health_cache(request: Request) -> HTTPResponse:
             await asyncio.wait_for(cache.ping(), timeout=CHECK_TIMEOUT_SECONDS), 3)
     except (CacheBackendError, asyncio.TimeoutError) as exc:
         # The PING of the configured backend failed: whatever the breaker says, it is degraded.
-        body.update(status="degraded", error=_error_text(exc))
+        body.update(status=DEGRADED, error=_error_text(exc))
     stats = cache.stats()
     body["breaker"] = stats.pop("breaker")
     body["stats"] = stats

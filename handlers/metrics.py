@@ -9,11 +9,13 @@ prepare prometheus-client's multiprocess directory (main process) and time the O
 from __future__ import annotations
 
 import asyncio
+import hmac
 import os
 import time
 from typing import Any
 
 from sanic import Blueprint, Request, Sanic
+from sanic.exceptions import Unauthorized
 from sanic.response import HTTPResponse
 from tortoise import connections
 
@@ -36,7 +38,17 @@ _METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"
 
 @bp.get("/metrics")
 async def metrics(request: Request) -> HTTPResponse:
-    """Prometheus text exposition of every worker's metrics."""
+    """Prometheus text exposition of every worker's metrics.
+
+    With ``METRICS_TOKEN`` set, only ``Authorization: Bearer <token>`` is answered (Prometheus
+    sends it with ``authorization: {credentials: <token>}`` in its scrape config).
+    """
+    token = request.app.ctx.settings.metrics_token
+    if token is not None:
+        scheme, _, given = request.headers.get("authorization", "").partition(" ")
+        if scheme.lower() != "bearer" or not hmac.compare_digest(
+                given.strip().encode("utf-8", "surrogateescape"), token.encode()):
+            raise Unauthorized("/metrics needs the METRICS_TOKEN bearer token", scheme="Bearer")
     body = request.app.ctx.metrics.render()
     return HTTPResponse(body, content_type=CONTENT_TYPE)
 

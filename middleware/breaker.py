@@ -6,6 +6,10 @@ HALF_OPEN: exactly one caller (the probe) is let through; its success closes the
 failure re-opens it. Only connection errors and timeouts are failures (the caller decides what
 to report); a client hanging up is not.
 
+A failure is counted once per *incident*: when the one pipelined connection times out with
+twenty requests waiting on it, all twenty report the same incident and the breaker counts one
+failure, so one stall cannot open it on its own (only ``failure_threshold`` separate ones do).
+
 Each transition is logged once and reported to ``on_transition(old, new)``.
 """
 
@@ -13,6 +17,7 @@ from __future__ import annotations
 
 import logging
 import time
+from collections import deque
 from collections.abc import Callable
 
 __all__ = ["CLOSED", "HALF_OPEN", "OPEN", "CircuitBreaker"]
@@ -27,8 +32,8 @@ HALF_OPEN = "half_open"
 class CircuitBreaker:
     """Tracks Redis health; ``allow()`` says whether a call may be made now."""
 
-    __slots__ = ("_clock", "_failures", "_on_transition", "_opened_at", "_probe_started",
-                 "_state", "failure_threshold", "name", "reset_timeout", "trips")
+    __slots__ = ("_clock", "_failures", "_incidents", "_on_transition", "_opened_at",
+                 "_probe_started", "_state", "failure_threshold", "name", "reset_timeout", "trips")
 
     def __init__(self, failure_threshold: int = 5, reset_timeout: float = 5.0, *,
                  clock: Callable[[], float] = time.monotonic,
@@ -46,6 +51,8 @@ class CircuitBreaker:
         self._failures = 0
         self._opened_at = 0.0
         self._probe_started = 0.0
+        # The last few incidents counted (identity only), so their other waiters are not.
+        self._incidents: deque[object] = deque(maxlen=8)
 
     @property
     def state(self) -> str:
@@ -95,8 +102,16 @@ class CircuitBreaker:
         if self._state == HALF_OPEN:
             self._transition(CLOSED)
 
-    def record_failure(self) -> None:
-        """A call failed with a connection error or timeout."""
+    def record_failure(self, incident: object | None = None) -> None:
+        """A call failed with a connection error or timeout.
+
+        ``incident``: the shared failure behind it (see the module docstring); a repeat of an
+        incident counted recently is ignored. ``None`` counts as a new incident.
+        """
+        if incident is not None:
+            if any(seen is incident for seen in self._incidents):
+                return
+            self._incidents.append(incident)
         self._failures += 1
         if self._state == HALF_OPEN or (
                 self._state == CLOSED and self._failures >= self.failure_threshold):

@@ -175,7 +175,7 @@ class ResponseCache:
         """Record a backend failure that the caller is about to serve around (fail open)."""
         self.errors += 1
         if exc.transient:
-            self.breaker.record_failure()
+            self.breaker.record_failure(exc.incident)
         log.warning("Cache %s failed for %s; continuing uncached", operation, route,
                     exc_info=exc)
         self.observer.on_error(route, operation)

@@ -167,8 +167,12 @@ class CacheRule:
 class InvalidationRule:
     """What a successful (2xx) write clears: ``clears`` tags or a callable ``(request) -> tags``.
 
-    The callable runs in the response hook, after the handler, so it may read values the
-    handler put on ``request.ctx`` (such as the authenticated user).
+    Also after a 5xx, which may have failed after its commit, once the request reached the
+    handler. The callable runs in the response hook, after the handler, so it may read values
+    the handler put on ``request.ctx`` (such as the authenticated user). When those values are
+    missing the write was refused before it could commit: return no tags. A callable that
+    raises is a bug and clears everything (the global epoch), so it must never raise on input
+    a client controls.
     """
 
     method: str

@@ -4,7 +4,8 @@ The request hook resolves the route's rule (one dict lookup by route name, built
 decides bypass, looks the key up and short-circuits with the stored response on a hit. Sanic
 runs response middleware after a short-circuit too, so a hit is marked on ``request.ctx`` and
 not stored again. The response hook stores misses and, for successful writes, clears the
-rule's tags before the response leaves (also after a 5xx, which may have committed).
+rule's tags before the response leaves (also after a 5xx, which may have committed, but only
+once the request reached the handler: a request cut short never clears anything).
 
 Fail open at one boundary: any ``CacheBackendError`` in these hooks is logged, told to the
 breaker, counted, and the request proceeds uncached. A Redis outage is never a 500.
@@ -107,6 +108,9 @@ class CacheHooks:
             return None
         method = request.method
         if method != "GET" and method != "HEAD":
+            # Request middleware runs once the whole body has arrived, just before the
+            # handler: only from here on can a write have committed (see on_response).
+            request.ctx.cache_write_started = True
             return None
         read = self.reads.get(route.name)
         if read is None:
@@ -173,8 +177,12 @@ class CacheHooks:
         state: _State | None = getattr(request.ctx, "cache_state", None)
         if state is None:
             # A 4xx write changed nothing; a 5xx may have failed after its commit, so it
-            # clears like a success (an extra miss costs less than a stale read).
-            if request.method in WRITE_METHODS and not 400 <= response.status < 500:
+            # clears like a success (an extra miss costs less than a stale read). A request
+            # that never reached the handler (a body cut short, a 503 before the request
+            # middleware ran) cannot have written anything: a client hanging up mid-body
+            # must not be able to clear the cache.
+            if (request.method in WRITE_METHODS and not 400 <= response.status < 500
+                    and getattr(request.ctx, "cache_write_started", False)):
                 await self._invalidate(request)
             return
         found = state.found
@@ -235,7 +243,9 @@ class CacheHooks:
         try:
             tags = rule.compiled_tags.resolve(request, expand=False)
         except Exception:
-            # A broken rule must not leave stale data behind: clear everything instead.
+            # A broken rule must not leave stale data behind: clear everything instead. Rules
+            # must return no tags (not raise) for writes refused before they could commit,
+            # such as a request without a signed-in user, or any client could flush the cache.
             log.exception("Invalidation rule %s %s failed; bumping the global epoch",
                           rule.method, rule.path)
             tags = (EPOCH_TAG,)

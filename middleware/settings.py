@@ -33,7 +33,26 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from urllib.parse import urlsplit, urlunsplit
 
-__all__ = ["CacheSettings", "CacheSettingsError", "redact_url"]
+__all__ = ["ENV_NAMES", "REMOVED_ENV_NAMES", "CacheSettings", "CacheSettingsError", "redact_url"]
+
+ENV_NAMES = frozenset({
+    "REDIS_URL", "REDIS_PRIVATE_URL", "REDIS_CONNECT_TIMEOUT", "REDIS_SOCKET_TIMEOUT",
+    "REDIS_TLS_CA_CERTS", "REDIS_TLS_INSECURE", "CACHE_NAMESPACE", "CACHE_MEMORY_MAX_ENTRIES",
+    "CACHE_MEMORY_MAX_BYTES", "CACHE_MAX_BODY_BYTES", "CACHE_BREAKER_FAILURES",
+    "CACHE_BREAKER_RESET_SECONDS", "CACHE_HONOR_CLIENT_NO_CACHE", "CACHE_STAMPEDE_TIMEOUT",
+    "CACHE_MAX_PENDING_TAGS",
+})
+"""Every variable ``CacheSettings.from_env`` reads."""
+
+_ONE_CONNECTION = ("the cache uses one pipelined Redis connection per worker, which needs no "
+                   "pool; REDIS_SOCKET_TIMEOUT bounds how long a command waits")
+REMOVED_ENV_NAMES = {
+    "REDIS_POOL_SIZE": _ONE_CONNECTION,
+    "REDIS_POOL_TIMEOUT": _ONE_CONNECTION,
+    "REDIS_HEALTH_CHECK_INTERVAL": ("a lost connection fails its waiting commands at once and "
+                                    "the next command reconnects; nothing to check"),
+}
+"""Variables earlier versions (and the original quick reference) read, with what replaced them."""
 
 
 class CacheSettingsError(ValueError):

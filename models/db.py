@@ -9,6 +9,8 @@ from sanic import Sanic
 from tortoise import Tortoise, connections
 from tortoise.backends.base.executor import EXECUTOR_CACHE
 
+from models.pg_url import tortoise_connection
+
 log = logging.getLogger(__name__)
 
 MODEL_MODULES = ["models.user", "models.post", "models.job"]
@@ -17,8 +19,12 @@ _SCHEMA_LOCK_ID = 7_461_230_911
 
 
 def tortoise_config(database_url: str) -> dict[str, Any]:
+    """Tortoise's config; a PostgreSQL URL becomes credentials, its libpq options translated."""
+    connection: str | dict[str, Any] = database_url
+    if not database_url.startswith("sqlite://"):
+        connection = tortoise_connection(database_url)
     return {
-        "connections": {"default": database_url},
+        "connections": {"default": connection},
         "apps": {"models": {"models": MODEL_MODULES, "default_connection": "default"}},
         "use_tz": True,
         "timezone": "UTC",
@@ -30,7 +36,8 @@ def describe_database(database_url: str) -> str:
     scheme, _, rest = database_url.partition("://")
     if scheme == "sqlite":
         return f"SQLite ({rest})"
-    host = rest.rsplit("@", 1)[-1]
+    # The query is left out: libpq lets it carry a password (``?password=``).
+    host = rest.partition("?")[0].rsplit("@", 1)[-1]
     return f"PostgreSQL ({host})"
 
 

@@ -11,13 +11,21 @@ __all__ = ["CacheBackend", "CacheBackendError"]
 class CacheBackendError(Exception):
     """A backend operation failed; raised ``from`` the original error.
 
-    ``transient`` is True for connection errors and timeouts (what the circuit breaker counts);
-    False for errors Redis answered with (wrong type, out of memory, bad command).
+    ``transient`` is True for connection errors, timeouts and the error replies of a Redis that
+    cannot serve right now (``LOADING``, ``BUSY``, ``MASTERDOWN``, ...): what the circuit breaker
+    counts. False for errors Redis answered deliberately (wrong type, out of memory, bad
+    command), which say nothing about its reachability.
+
+    ``incident`` is the underlying failure. Every call waiting on one connection when it times
+    out or drops gets the same one, so the breaker counts that incident once, not once per
+    request in flight. ``None``: the error is its own incident.
     """
 
-    def __init__(self, message: str, *, transient: bool = True) -> None:
+    def __init__(self, message: str, *, transient: bool = True,
+                 incident: object | None = None) -> None:
         super().__init__(message)
         self.transient = transient
+        self.incident = incident
 
 
 @runtime_checkable

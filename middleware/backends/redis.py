@@ -4,8 +4,12 @@ client (fakeredis in tests, a client the application built itself).
 Every timeout is explicit (redis-py 8 changed several defaults): a dead Redis costs one connect
 attempt or one socket timeout, never seconds of retries and backoff; the circuit breaker above
 decides when to try again. All redis, OS and timeout errors become ``CacheBackendError`` raised
-``from`` the original; an error reply (wrong type, OOM) is not transient, a connection or
-timeout error is.
+``from`` the original. Connection errors, timeouts and the error replies of a Redis that cannot
+serve *right now* (``UNAVAILABLE_REPLIES``: loading its data set, blocked by a script, a replica
+without its master, a failover in progress) are transient: they feed the circuit breaker. Other
+error replies are answers, not outages: a wrong type, or ``OOM`` (Redis full under
+``noeviction``: reads still work, a refused SET only leaves a miss uncached, a refused INCR is
+kept and replayed like any lost invalidation), so they never open the breaker.
 
 Generation counters are keys without a TTL while entries always have one, so run Redis with
 ``maxmemory-policy`` ``noeviction`` or a ``volatile-*`` policy: an evicted counter could
@@ -36,7 +40,8 @@ if TYPE_CHECKING:
 
     from middleware.settings import CacheSettings
 
-__all__ = ["RedisBackend", "RedisClientAdapter", "ssl_context_for"]
+__all__ = ["UNAVAILABLE_REPLIES", "RedisBackend", "RedisClientAdapter", "is_unavailable_reply",
+           "ssl_context_for"]
 
 log = logging.getLogger(__name__)
 
@@ -47,6 +52,24 @@ _URL_OPTIONS = frozenset({"host", "port", "path", "db", "username", "password",
 _TRANSIENT: tuple[type[BaseException], ...] = (
     redis_errors.ConnectionError, redis_errors.TimeoutError, OSError, asyncio.TimeoutError,
 )
+
+UNAVAILABLE_REPLIES = frozenset({
+    "LOADING",      # restarted, still reading its RDB/AOF
+    "BUSY",         # a script or function runs past busy-reply-threshold
+    "MASTERDOWN",   # a replica that lost its master (replica-serve-stale-data no)
+    "READONLY",     # a former master demoted by a failover; the endpoint moves soon
+    "TRYAGAIN",     # cluster resharding
+    "CLUSTERDOWN",  # cluster without quorum
+    "NOREPLICAS",   # min-replicas-to-write not met
+})
+"""First words of error replies that mean "Redis cannot serve now" (transient)."""
+
+
+def is_unavailable_reply(reply: BaseException) -> bool:
+    """Whether an error reply says Redis cannot serve right now (see ``UNAVAILABLE_REPLIES``)."""
+    if isinstance(reply, _TRANSIENT):  # redis.asyncio maps LOADING to BusyLoadingError
+        return True
+    return str(reply).split(" ", 1)[0] in UNAVAILABLE_REPLIES
 
 
 def ssl_context_for(settings: CacheSettings) -> ssl.SSLContext:
@@ -127,15 +150,17 @@ class RedisBackend:
         try:
             replies = await self.client.execute(commands)
         except _TRANSIENT as exc:
+            # The pipelined client fails every waiter of a dropped connection with the same
+            # exception object: that object is the incident the breaker counts once.
             raise CacheBackendError(f"redis {operation}: {type(exc).__name__}: {exc}",
-                                    transient=True) from exc
+                                    transient=True, incident=exc) from exc
         except redis_errors.RedisError as exc:
             raise CacheBackendError(f"redis {operation}: {type(exc).__name__}: {exc}",
-                                    transient=False) from exc
+                                    transient=is_unavailable_reply(exc)) from exc
         for reply in replies:
             if isinstance(reply, Exception):
                 raise CacheBackendError(f"redis {operation}: {type(reply).__name__}: {reply}",
-                                        transient=isinstance(reply, _TRANSIENT)) from reply
+                                        transient=is_unavailable_reply(reply)) from reply
         return replies
 
     async def get_many(self, keys: Sequence[str]) -> list[bytes | None]:

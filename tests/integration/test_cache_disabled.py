@@ -30,7 +30,11 @@ async def test_disabled_cache_serves_every_read_uncached(
         assert [item["content"] for item in second.json["items"]] == ["hello"]
         assert "x-cache" not in second.headers
         health = await client.get("/health/cache")
-        assert health.status == 200 and health.json["status"] == "disabled"
+        assert health.status == 503 and health.json["status"] == "unhealthy"
+        assert "CACHE_ENABLED=false" in health.json["reason"]
+        detailed = await client.get("/health/detailed")
+        assert detailed.status == 200  # the service itself is fine
+        assert detailed.json["cache"]["status"] == "unhealthy"
 
 
 async def test_enabled_cache_marks_reads(make_settings: Callable[..., Settings]) -> None:

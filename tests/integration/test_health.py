@@ -115,7 +115,7 @@ async def test_detailed_reports_database_cache_versions_uptime(
     assert database["engine"].startswith("SQLite (" if database_url.startswith("sqlite")
                                          else "PostgreSQL (")
     assert 0 <= database["latency_ms"] < CHECK_LATENCY_BOUND_MS
-    assert body["cache"]["status"] == "ok"
+    assert body["cache"]["status"] == "healthy"
     assert body["cache"]["backend"] == "memory"
     assert body["cache"]["breaker"]["state"] == "closed"
     assert set(body["versions"]) == {"python", "sanic", "app"}
@@ -140,7 +140,7 @@ async def test_cache_health_on_redis_has_the_seed_shape(
     assert response.status == 200
     body = response.json
     assert {"status", "backend", "latency_ms", "stats", "breaker"} <= set(body)
-    assert body["status"] == "ok"
+    assert body["status"] == "healthy"
     assert body["backend"] == "redis"
     assert isinstance(body["latency_ms"], float) and body["latency_ms"] > 0
     stats = body["stats"]
@@ -155,12 +155,12 @@ async def test_cache_health_on_redis_has_the_seed_shape(
     assert detailed.json["cache"]["redis_url"] == body["redis_url"]
 
 
-async def test_cache_health_on_memory_is_ok_not_degraded(
+async def test_cache_health_on_memory_is_healthy_not_degraded(
         sqlite_settings: Callable[..., Settings], cache_env: Callable[[str | None], None]) -> None:
     cache_env(None)
     async with service(sqlite_settings) as client:
         body = (await client.get("/health/cache")).json
-    assert body["status"] == "ok"
+    assert body["status"] == "healthy"
     assert body["backend"] == "memory"
     assert body["latency_ms"] == 0.0
     assert body["stats"]["redis_available"] is False
@@ -175,7 +175,7 @@ async def test_redis_stopped_is_degraded_not_an_error(
     url = redis_url(health_redis)
     cache_env(url)
     async with service(sqlite_settings, redis_url=url) as client:
-        assert (await client.get("/health/cache")).json["status"] == "ok"
+        assert (await client.get("/health/cache")).json["status"] == "healthy"
         health_redis.stop()
         try:
             for _ in range(4):  # fail open, and trip the breaker (2 failures)
@@ -209,7 +209,7 @@ async def test_redis_stopped_is_degraded_not_an_error(
         # Redis is back: after the breaker's reset timeout a request probes it and closes it.
         async def recovered() -> bool:
             await client.get("/api/posts")
-            return bool((await client.get("/health/cache")).json["status"] == "ok")
+            return bool((await client.get("/health/cache")).json["status"] == "healthy")
 
         await until(recovered)
         body = (await client.get("/health/cache")).json

@@ -60,7 +60,7 @@ async def test_startup_says_redis_is_connected_with_tls(
     async with service(sqlite_settings, redis_url=url) as client:
         body = (await client.get("/health/cache")).json
     assert f"Redis cache connected (TLS): {url}" in records_text(caplog)
-    assert (body["status"], body["backend"]) == ("ok", "redis")
+    assert (body["status"], body["backend"]) == ("healthy", "redis")
 
 
 async def test_startup_says_when_redis_is_unavailable(

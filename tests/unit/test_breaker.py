@@ -146,3 +146,28 @@ def test_snapshot(breaker: CircuitBreaker, clock: Clock) -> None:
 def test_bad_threshold() -> None:
     with pytest.raises(ValueError):
         CircuitBreaker(0)
+
+
+def test_one_incident_counts_once(breaker: CircuitBreaker) -> None:
+    """Every request waiting on one dropped connection reports the same incident."""
+    stall = TimeoutError("Redis did not answer within 0.2 s")
+    for _ in range(10):
+        breaker.record_failure(stall)
+    assert breaker.failures == 1 and breaker.state == CLOSED
+    breaker.record_failure(TimeoutError("a second stall"))
+    breaker.record_failure(None)  # an error without a shared incident is its own
+    assert breaker.state == OPEN
+
+
+def test_a_straggler_of_a_counted_incident_does_not_reopen_half_open(
+        breaker: CircuitBreaker, clock: Clock) -> None:
+    incidents = [ConnectionError(f"lost {i}") for i in range(3)]
+    for incident in incidents:
+        breaker.record_failure(incident)
+    assert breaker.state == OPEN
+    clock.now += 60
+    assert breaker.allow() and breaker.state == HALF_OPEN
+    breaker.record_failure(incidents[-1])  # a request from before the trip, failing late
+    assert breaker.state == HALF_OPEN
+    breaker.record_success()
+    assert breaker.state == CLOSED
