@@ -35,6 +35,7 @@ from typing import Any
 from bench import machine
 from bench.client import Client
 from bench.database import BenchDatabase
+from bench.login_burst_report import markdown
 from bench.procs import RedisServer, Server, wait_for_quiet
 from bench.resources import RESULTS, RssSampler, mib, percentile, service, write_results
 from bench.workloads import HIT_PATH
@@ -47,21 +48,36 @@ log = logging.getLogger("bench.login_burst")
 LOAD_THREADS = 16  # one connection per wrk thread: lua/timed.lua pairs each response with its send
 SETTING_WORDS = ("hash", "login", "auth", "attempt", "rate")
 """Settings whose names contain one of these are recorded with each configuration."""
+UNLIMITED_RATE = "100000/minute"
+VARIANTS: dict[str, dict[str, str]] = {
+    # The service as configured by default: hash gate and attempt limits.
+    "defaults": {},
+    # Only the hash gate: the attempt limits lifted, so every login reaches the gate.
+    "gate-only": {"LOGIN_RATE_PER_CLIENT": UNLIMITED_RATE,
+                  "LOGIN_RATE_PER_USERNAME": UNLIMITED_RATE},
+    # The behaviour before the guards: asyncio.to_thread's default pool ran min(32, cores + 4)
+    # = 6 hashes at once on 2 cores, every other login queued without bound.
+    "unguarded": {"LOGIN_RATE_PER_CLIENT": UNLIMITED_RATE,
+                  "LOGIN_RATE_PER_USERNAME": UNLIMITED_RATE,
+                  "AUTH_MAX_CONCURRENT_HASHES": "6", "AUTH_MAX_WAITING_HASHES": "100000"},
+}
+"""Service environments compared in one run (``--variants``)."""
 
 
 @dataclass(frozen=True)
 class Plan:
     workers: tuple[int, ...]
+    variants: tuple[str, ...]
     baseline_s: float
     after_s: float
 
     @classmethod
     def full(cls) -> Plan:
-        return cls(workers=(1, 2), baseline_s=15, after_s=8)
+        return cls(workers=(1, 2), variants=tuple(VARIANTS), baseline_s=15, after_s=8)
 
     @classmethod
     def quick(cls) -> Plan:
-        return cls(workers=(1,), baseline_s=6, after_s=4)
+        return cls(workers=(1,), variants=("defaults",), baseline_s=6, after_s=4)
 
 
 # --- pure logic (unit-tested) --------------------------------------------------------------
@@ -228,19 +244,21 @@ def _user(db: BenchDatabase, offset: int) -> str:
                         offset)[0]["username"])
 
 
-def measure(db: BenchDatabase, *, workers: int, plan: Plan, args: argparse.Namespace,
-            raw_dir: Path, log_dir: Path) -> dict[str, Any]:
-    env = dict(kv.split("=", 1) for kv in args.env)
+def measure(db: BenchDatabase, *, workers: int, variant: str, plan: Plan,
+            args: argparse.Namespace, raw_dir: Path, log_dir: Path) -> dict[str, Any]:
+    env = {**VARIANTS[variant], **dict(kv.split("=", 1) for kv in args.env)}
     hits = raw_dir / "hits.txt"
     hits.write_text(HIT_PATH + "\n")
-    timed_dir = raw_dir / f"timed-{workers}w"
+    slug = variant.replace(" ", "-")
+    timed_dir = raw_dir / f"timed-{slug}-{workers}w"
     timed_dir.mkdir(parents=True, exist_ok=True)
     for old in timed_dir.glob("timed-*.log"):
         old.unlink()
     user, warm_user = _user(db, 0), _user(db, 1)
-    with RedisServer(f"redis-login-{workers}w", log_dir=log_dir) as redis_server, \
-            service(f"login-burst-{workers}w", workers=workers, database_url=db.url,
-                    redis_url=redis_server.url, log_dir=log_dir, env=env) as server:
+    with RedisServer(f"redis-login-{slug}-{workers}w", log_dir=log_dir) as redis_server, \
+            service(f"login-burst-{slug}-{workers}w", workers=workers, database_url=db.url,
+                    redis_url=redis_server.url, log_dir=log_dir, env=env,
+                    drop_env=VARIANTS["unguarded"]) as server:
         settings = relevant_settings(server.env)
         warm = _warm(server, warm_user)
         wait_for_quiet(max_wait=10.0)
@@ -278,7 +296,8 @@ def measure(db: BenchDatabase, *, workers: int, plan: Plan, args: argparse.Names
     rss_before = rss.mean(t_load + 1, t_burst)
     rss_peak = rss.peak(t_burst, t_burst_end + 1)
     result = {
-        "workers": workers, "user": user, "settings": settings, "env": env, "warm": warm,
+        "variant": variant, "workers": workers, "user": user, "settings": settings, "env": env,
+        "warm": warm,
         "rate_target": args.rate, "delay_ms": delay_ms, "wrk": wrk.as_dict(),
         "windows": windows,
         "p99_ratio": round(windows["during"]["p99"] / windows["before"]["p99"], 2)
@@ -289,8 +308,8 @@ def measure(db: BenchDatabase, *, workers: int, plan: Plan, args: argparse.Names
                     "after_stop_load": mib(after_rss)},
         "logins": summarise_logins(logins),
     }
-    log.info("%dw: burst %.1f s, logins %s; hit p99 before %.1f ms during %.1f ms after %.1f ms;"
-             " RSS %.0f -> peak %.0f MiB", workers, result["burst_seconds"],
+    log.info("%s %dw: burst %.1f s, logins %s; hit p99 before %.1f ms during %.1f ms after "
+             "%.1f ms; RSS %.0f -> peak %.0f MiB", variant, workers, result["burst_seconds"],
              result["logins"]["by_status"], windows["before"]["p99"], windows["during"]["p99"],
              windows["after"]["p99"], mib(rss_before), mib(rss_peak))
     return result
@@ -306,64 +325,6 @@ def _warm(server: Server, username: str) -> str:
     return f"GET {HIT_PATH}: {hit.status} X-Cache={hit.x_cache or '-'}; warm login {login.status}"
 
 
-# --- report -----------------------------------------------------------------------------------
-
-def markdown(runs: list[dict[str, Any]], meta: dict[str, Any]) -> str:
-    lines = [
-        "# Login burst", "",
-        f"{meta['started']}, `{meta['command']}`, commit `{meta['machine']['commit']}`; "
-        f"{meta['seed']}.", "",
-        f"The service (`python app.py`, Redis cache, a fresh redis-server per configuration) "
-        f"serves `{HIT_PATH}` (cache hits) to wrk ({LOAD_THREADS} connections, "
-        f"{'paced to about %d requests/s' % meta['rate'] if meta['rate'] else 'unpaced'}) "
-        f"throughout; after a {meta['baseline_s']:.0f} s baseline, {meta['logins']} connections "
-        f"each send `POST /api/auth/login` for one seeded user at the same moment, every "
-        f"{meta['wrong_every']}th with a wrong password.  Hit latency by when the request was "
-        "sent: before the burst, during it (first login sent to last answered) and after it.  "
-        "RSS: the service's processes summed, sampled every 100 ms.", "",
-        "| workers | burst s | hit p50 before | p99 before | p50 during | p99 during | max "
-        "during | p99 after | p99 during / before | hit non-2xx | RSS before MiB | RSS peak MiB "
-        "| peak - before MiB |",
-        "|---|---|---|---|---|---|---|---|---|---|---|---|---|",
-    ]
-    for run in runs:
-        w, r = run["windows"], run["rss_mib"]
-        non_2xx = sum(x["non_2xx"] for x in w.values())
-        lines.append(
-            f"| {run['workers']} | {run['burst_seconds']:.1f} | {w['before']['p50']:.2f} | "
-            f"{w['before']['p99']:.2f} | {w['during']['p50']:.2f} | {w['during']['p99']:.2f} | "
-            f"{w['during']['max']:.2f} | {w['after']['p99']:.2f} | {run['p99_ratio']}x | "
-            f"{non_2xx} | {r['before_mean']:.0f} | {r['peak_during']:.0f} | "
-            f"{r['peak_minus_before']:.0f} |")
-    lines += ["", "Login outcomes:", "",
-              "| workers | sent | by status | correct password | wrong password | 429 with "
-              "Retry-After | Retry-After values | unexpected | login p50 ms | p99 ms | max ms |",
-              "|---|---|---|---|---|---|---|---|---|---|---|"]
-    for run in runs:
-        x = run["logins"]
-        lat = x["latency_ms"]
-        lines.append(
-            f"| {run['workers']} | {x['sent']} | {_counts(x['by_status'])} | "
-            f"{_counts(x['correct_password'])} | {_counts(x['wrong_password'])} | "
-            f"{x['status_429_with_retry_after']} of {x['status_429']} | "
-            f"{', '.join(x['retry_after_values']) or '-'} | {x['unexpected']} | "
-            f"{lat['p50']:.0f} | {lat['p99']:.0f} | {lat['max']:.0f} |")
-    lines += ["", "Unexpected: a correct password answered other than 200/429, or a wrong one "
-              "other than 401/429.", ""]
-    for run in runs:
-        lines.append(f"- {run['workers']} worker(s): settings read by the service: "
-                     f"{run['settings'] or '(none about hashing or login limits)'}; "
-                     f"requests per window: " + ", ".join(
-                         f"{k} {v['requests']} ({v['rps']:.0f}/s)"
-                         for k, v in run["windows"].items()) + f"; {run['warm']}.")
-    lines += [f"- {note}" for note in meta["notes"]]
-    return "\n".join(lines) + "\n"
-
-
-def _counts(counts: Mapping[str, int]) -> str:
-    return ", ".join(f"{k}: {v}" for k, v in counts.items()) or "-"
-
-
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m bench.login_burst", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -372,6 +333,8 @@ def _parser() -> argparse.ArgumentParser:
         "BENCH_POSTGRES", "postgresql://postgres@127.0.0.1:5432"),
         help="PostgreSQL server to create the bench database on (default %(default)s)")
     parser.add_argument("--workers", type=int, nargs="+", default=None)
+    parser.add_argument("--variants", nargs="+", choices=list(VARIANTS), default=None,
+                        help="service environments to compare (default: all; --quick: defaults)")
     parser.add_argument("--logins", type=int, default=200, help="concurrent logins in the burst")
     parser.add_argument("--wrong-every", type=int, default=10,
                         help="every Nth login has a wrong password (0: none)")
@@ -388,8 +351,8 @@ def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s")
     plan = Plan.quick() if args.quick else Plan.full()
-    if args.workers:
-        plan = Plan(tuple(args.workers), plan.baseline_s, plan.after_s)
+    plan = Plan(tuple(args.workers or plan.workers), tuple(args.variants or plan.variants),
+                plan.baseline_s, plan.after_s)
     started = datetime.now(UTC)
     raw_dir = args.out / "raw" / f"login_burst-{started:%Y%m%dT%H%M%S}"
     log_dir = raw_dir / "logs"
@@ -397,14 +360,15 @@ def main(argv: list[str] | None = None) -> int:
     db = BenchDatabase.create(args.postgres)
     try:
         seconds = db.seed(users=200, posts=2_000, jobs=50, follows=400)
-        runs = [measure(db, workers=w, plan=plan, args=args, raw_dir=raw_dir, log_dir=log_dir)
-                for w in plan.workers]
+        runs = [measure(db, workers=w, variant=v, plan=plan, args=args, raw_dir=raw_dir,
+                        log_dir=log_dir) for w in plan.workers for v in plan.variants]
         notes: list[str] = []
         meta = {"started": f"{started:%Y-%m-%d %H:%M} UTC",
                 "command": " ".join(["python -m bench.login_burst",
                                      *(sys.argv[1:] if argv is None else argv)]),
                 "seed": f"PostgreSQL seeded with 200 users, 2,000 posts in {seconds:.0f} s",
-                "rate": args.rate, "baseline_s": plan.baseline_s, "logins": args.logins,
+                "rate": args.rate, "threads": LOAD_THREADS, "baseline_s": plan.baseline_s,
+                "logins": args.logins,
                 "wrong_every": args.wrong_every, "notes": notes,
                 "machine": machine.describe(None, db.server_version())}
         write_results(args.name, markdown(runs, meta), {"meta": meta, "runs": runs}, args.out)
