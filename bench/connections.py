@@ -19,6 +19,7 @@ import argparse
 import logging
 import os
 import sys
+import threading
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -28,9 +29,9 @@ from bench import machine
 from bench.client import Client
 from bench.database import BenchDatabase
 from bench.procs import RedisServer, wait_for_quiet
-from bench.resources import (RESULTS, child_nofile, counter_delta, kernel_settings, listen_backlog,
-                             listen_counters, mib, nofile_limits, raise_nofile, service,
-                             write_results)
+from bench.resources import (RESULTS, child_nofile, connections_per_process, counter_delta,
+                             kernel_settings, listen_backlog, listen_counters, mib,
+                             nofile_limits, raise_nofile, service, write_results)
 from bench.workloads import HIT_PATH
 from bench.wrk import ensure_wrk, run_wrk
 
@@ -79,21 +80,30 @@ def measure(db: BenchDatabase, redis_url: str, *, backlog: str, round_no: int, p
         effective = listen_backlog(server.port)
         busy = wait_for_quiet(max_wait=10.0)
         counters = listen_counters()
+        split: dict[int, int] = {}
+        # Half-way through the run: how the 1,000 connections are spread over the workers.
+        timer = threading.Timer(plan.duration / 2, lambda: split.update(
+            connections_per_process(server.port)))
+        timer.start()
         result = run_wrk(server.base_url, "paths", duration=plan.duration, threads=args.threads,
                          connections=args.connections, timeout_s=WRK_TIMEOUT_S,
                          env={"BENCH_PATHS": str(hits)}, extra_args=("--latency",),
                          preexec_fn=raise_nofile())
         overflow = counter_delta(counters, listen_counters())
+        timer.cancel()
+        workers = sorted((n for pid, n in split.items() if pid in server.pids()), reverse=True)
         run = {"backlog_env": backlog, "round": round_no, "effective_backlog": effective,
                "warm": f"{warm.status} X-Cache={warm.x_cache or '-'}",
                "cpu_busy_before": round(busy, 2), "kernel_counters": overflow,
                "server_rss_mib": mib(server.rss()), "server_fds": server.fds(),
+               "connections_per_worker": workers,
                **result.as_dict()}
     run["met"] = met(run)
     lat = run["latency_ms"]
     log.info("BACKLOG=%s round %d: backlog %s, %.0f req/s, p50 %.1f ms p99 %.1f ms max %.1f ms, "
-             "errors %s non-2xx %d, kernel %s", backlog, round_no, effective, run["rps"],
-             lat["p50"], lat["p99"], lat["max"], run["errors"], run["non_2xx"], overflow)
+             "errors %s non-2xx %d, kernel %s, connections per worker %s", backlog, round_no,
+             effective, run["rps"], lat["p50"], lat["p99"], lat["max"], run["errors"],
+             run["non_2xx"], overflow, workers)
     return run
 
 
@@ -106,7 +116,8 @@ def _row(run: dict[str, Any]) -> str:
             f"{err['connect']} | {err['read']} | {err['write']} | {err['timeout']} | "
             f"{run['non_2xx']} | {'' if hit is None else f'{100 * hit:.1f}%'} | "
             f"{counters.get('ListenOverflows', '')} | {counters.get('ListenDrops', '')} | "
-            f"{'yes' if run['met'] else '**no**'} |")
+            f"{' / '.join(map(str, run.get('connections_per_worker') or [])) or '-'} | "
+            f"{run.get('cpu_busy_before', '')} | {'yes' if run['met'] else '**no**'} |")
 
 
 def markdown(runs: list[dict[str, Any]], meta: dict[str, Any]) -> str:
@@ -125,13 +136,17 @@ def markdown(runs: list[dict[str, Any]], meta: dict[str, Any]) -> str:
         "backlog above `net.core.somaxconn` is capped by the kernel; \"backlog (ss)\" is what "
         "the listening socket got.", "",
         "| BACKLOG env | backlog (ss) | round | req/s | p50 ms | p99 ms | max ms | connect "
-        "| read | write | timeout | non-2xx | hit rate | ListenOverflows | ListenDrops | met |",
-        "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|",
+        "| read | write | timeout | non-2xx | hit rate | ListenOverflows | ListenDrops | "
+        "connections per worker | CPU busy before | met |",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     lines += [_row(run) for run in runs]
     lines += ["", "ListenOverflows / ListenDrops: the kernel's machine-wide counters over the run "
               "(connections refused because the accept queue was full; other processes on the "
-              "machine may add to them)."]
+              "machine may add to them).  Connections per worker: established connections each "
+              "worker held half-way through the run (`ss -tnp`).  CPU busy before: the share of "
+              "both cores other work used just before the run (the machine is shared; the bench "
+              "waits up to 10 s for it to fall below 35%)."]
     lines += [f"- {note}" for note in meta["notes"]]
     return "\n".join(lines) + "\n"
 

@@ -1,14 +1,16 @@
 """A burst of 200 concurrent logins while hits are served: RSS, hit latency, login outcomes.
 
-    python -m bench.login_burst            # 1 and 2 workers (about 3 minutes)
-    python -m bench.login_burst --quick    # 1 worker, shorter windows (about a minute)
+    python -m bench.login_burst            # 4 variants x 1 and 2 workers (about 10 minutes)
+    python -m bench.login_burst --quick    # the defaults, 1 worker, shorter windows (< 1 min)
 
 Starts a seeded PostgreSQL database ``bench_<random>`` on ``--postgres`` (dropped at the end), a
-fresh redis-server per configuration (so attempt limits from one run do not carry into the next)
-and the service (``python app.py``, Redis cache).  wrk requests the feed's first page (a cache
-hit) throughout, paced to ``--rate`` requests/s over 16 connections (``lua/timed.lua`` logs each
-response's send time and latency).  After a quiet baseline window, 200 connections are opened
-and then all send ``POST /api/auth/login`` for one seeded user at once (every
+fresh redis-server and service (``python app.py``, Redis cache) per configuration: the
+service's defaults, the hash gate only (attempt limits lifted), unguarded (the behaviour before
+the guards) and a control burst of cache hits instead of logins (``VARIANTS``).  wrk requests
+the feed's first page (a cache hit) throughout, paced to ``--rate`` requests/s over 16
+connections (``lua/timed.lua`` logs each response's send time and latency).  After a quiet
+baseline window, 200 connections are opened and then all send ``POST /api/auth/login`` for one
+seeded user at once (every
 ``--wrong-every``-th with a wrong password).  Reported side by side from that one wrk run: the
 hit route's p50/p99/max before, during (first login sent to last answered) and after the burst;
 the service's RSS (all its processes, sampled from /proc every 100 ms) before vs its peak during
@@ -62,6 +64,10 @@ VARIANTS: dict[str, dict[str, str]] = {
                   "AUTH_MAX_CONCURRENT_HASHES": "6", "AUTH_MAX_WAITING_HASHES": "100000"},
 }
 """Service environments compared in one run (``--variants``)."""
+CONTROL = "control-hits"
+VARIANTS[CONTROL] = {}
+"""Not logins: the same burst of 200 fresh connections each sending ``GET /api/posts`` (a hit),
+to tell what any 200 simultaneous new clients cost the hit route from what logins cost."""
 
 
 @dataclass(frozen=True)
@@ -73,7 +79,8 @@ class Plan:
 
     @classmethod
     def full(cls) -> Plan:
-        return cls(workers=(1, 2), variants=tuple(VARIANTS), baseline_s=15, after_s=8)
+        return cls(workers=(1, 2), variants=("defaults", "gate-only", "unguarded", CONTROL),
+                   baseline_s=15, after_s=8)
 
     @classmethod
     def quick(cls) -> Plan:
@@ -171,11 +178,15 @@ def relevant_settings(env: Mapping[str, str]) -> dict[str, Any]:
 
 # --- the burst ------------------------------------------------------------------------------
 
-async def _one(port: int, body: bytes, login: Login, go: asyncio.Event,
+async def _one(port: int, body: bytes | None, login: Login, go: asyncio.Event,
                connected: list[int], timeout: float) -> None:
-    request = (f"POST /api/auth/login HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\n"
-               f"Content-Type: application/json\r\nContent-Length: {len(body)}\r\n"
-               "Connection: close\r\n\r\n").encode() + body
+    if body is None:  # the control: a cache hit instead of a login
+        request = (f"GET {HIT_PATH} HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\n"
+                   "Connection: close\r\n\r\n").encode()
+    else:
+        request = (f"POST /api/auth/login HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\n"
+                   f"Content-Type: application/json\r\nContent-Length: {len(body)}\r\n"
+                   "Connection: close\r\n\r\n").encode() + body
     started = time.monotonic()
     try:
         reader, writer = await asyncio.wait_for(asyncio.open_connection("127.0.0.1", port),
@@ -204,7 +215,7 @@ async def _one(port: int, body: bytes, login: Login, go: asyncio.Event,
 
 
 async def _burst(port: int, username: str, count: int, wrong_every: int,
-                 timeout: float) -> list[Login]:
+                 timeout: float, control: bool) -> list[Login]:
     logins: list[Login] = []
     go = asyncio.Event()
     connected: list[int] = []
@@ -215,7 +226,8 @@ async def _burst(port: int, username: str, count: int, wrong_every: int,
                            "password": SEED_PASSWORD if correct else "wrong-password"}).encode()
         login = Login(correct)
         logins.append(login)
-        tasks.append(asyncio.create_task(_one(port, body, login, go, connected, timeout)))
+        tasks.append(asyncio.create_task(_one(port, None if control else body, login, go,
+                                              connected, timeout)))
     while len(connected) < count:  # every connection open (or failed) before any login is sent
         await asyncio.sleep(0.01)
     go.set()
@@ -223,10 +235,11 @@ async def _burst(port: int, username: str, count: int, wrong_every: int,
     return logins
 
 
-def burst(port: int, username: str, *, count: int, wrong_every: int,
-          timeout: float = 60.0) -> list[Login]:
-    """Open ``count`` connections, then send a login on each at the same moment."""
-    return asyncio.run(_burst(port, username, count, wrong_every, timeout))
+def burst(port: int, username: str, *, count: int, wrong_every: int, timeout: float = 60.0,
+          control: bool = False) -> list[Login]:
+    """Open ``count`` connections, then send a login on each at the same moment (with
+    ``control``, a GET of the cached feed page instead)."""
+    return asyncio.run(_burst(port, username, count, wrong_every, timeout, control))
 
 
 # --- one configuration ------------------------------------------------------------------------
@@ -274,7 +287,8 @@ def measure(db: BenchDatabase, *, workers: int, variant: str, plan: Plan,
                 time.sleep(plan.baseline_s)
                 t_burst = time.monotonic()
                 logins = burst(server.port, user, count=args.logins,
-                               wrong_every=args.wrong_every)
+                               wrong_every=0 if variant == CONTROL else args.wrong_every,
+                               control=variant == CONTROL)
                 t_burst_end = max([x.answered for x in logins if x.answered] or [t_burst])
                 time.sleep(plan.after_s)
                 t_end = time.monotonic()

@@ -50,7 +50,9 @@ def markdown(runs: list[dict[str, Any]], meta: dict[str, Any]) -> str:
             f"{', '.join(x['retry_after_values']) or '-'} | {x['unexpected']} | "
             f"{lat['p50']:.0f} | {lat['p99']:.0f} | {lat['max']:.0f} |")
     lines += ["", "Unexpected: a correct password answered other than 200/429, or a wrong one "
-              "other than 401/429.", ""]
+              "other than 401/429.  `control-hits` sends no logins: the same 200 fresh "
+              "connections each `GET " + HIT_PATH + "` (a cache hit), to show what 200 "
+              "simultaneous new clients cost the hit route by themselves.", ""]
     for run in runs:
         lines.append(f"- {run['variant']}, {run['workers']} worker(s): settings: "
                      f"{run['settings'] or '(none about hashing or login limits)'}; "

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import logging
+import re
 import resource
 import subprocess
 import sys
@@ -118,6 +119,28 @@ def listen_backlog(port: int) -> int | None:
     except (OSError, subprocess.TimeoutExpired):
         return None
     return parse_ss_backlog(out, port)
+
+
+def parse_ss_owners(text: str, port: int) -> dict[int, int]:
+    """Established connections on local ``port`` per owning pid, from ``ss -tnpH state
+    established`` (columns: Recv-Q Send-Q Local Peer users:(("name",pid=N,fd=M)))."""
+    counts: dict[int, int] = {}
+    for line in text.splitlines():
+        fields = line.split()
+        if len(fields) >= 5 and fields[2].endswith(f":{port}"):
+            for pid in set(re.findall(r"pid=(\d+)", line)):
+                counts[int(pid)] = counts.get(int(pid), 0) + 1
+    return counts
+
+
+def connections_per_process(port: int) -> dict[int, int]:
+    """Which process holds how many of the established connections to ``port`` right now."""
+    try:
+        out = subprocess.run(["ss", "-tnpH", "state", "established"],  # noqa: S603,S607
+                             capture_output=True, text=True, timeout=10).stdout
+    except (OSError, subprocess.TimeoutExpired):
+        return {}
+    return parse_ss_owners(out, port)
 
 
 class RssSampler:

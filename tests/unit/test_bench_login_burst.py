@@ -115,3 +115,13 @@ def test_variant_env_and_backlog_notes() -> None:
     differ = [{"backlog_env": "default", "effective_backlog": 2048},
               {"backlog_env": "100", "effective_backlog": 100}]
     assert backlog_notes(differ) == []
+
+
+def test_parse_ss_owners_counts_connections_per_pid_on_the_port() -> None:
+    from bench.resources import parse_ss_owners
+
+    text = ('0 0 127.0.0.1:8000 127.0.0.1:40001 users:(("python",pid=11,fd=30))\n'
+            '0 0 127.0.0.1:8000 127.0.0.1:40002 users:(("python",pid=12,fd=31))\n'
+            '0 0 127.0.0.1:8000 127.0.0.1:40003 users:(("python",pid=11,fd=32))\n'
+            '0 0 127.0.0.1:40001 127.0.0.1:8000 users:(("wrk",pid=99,fd=5))\n')
+    assert parse_ss_owners(text, 8000) == {11: 2, 12: 1}
