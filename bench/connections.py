@@ -115,7 +115,8 @@ def _row(run: dict[str, Any]) -> str:
             f"{run['rps']:,.0f} | {lat['p50']:.1f} | {lat['p99']:.1f} | {lat['max']:.1f} | "
             f"{err['connect']} | {err['read']} | {err['write']} | {err['timeout']} | "
             f"{run['non_2xx']} | {'' if hit is None else f'{100 * hit:.1f}%'} | "
-            f"{counters.get('ListenOverflows', '')} | {counters.get('ListenDrops', '')} | "
+            f"{counters.get('ListenOverflows', '')} | {counters.get('TCPSynRetrans', '')} | "
+            f"{counters.get('TCPTimeouts', '')} | {counters.get('SoftnetDrops', '')} | "
             f"{' / '.join(map(str, run.get('connections_per_worker') or [])) or '-'} | "
             f"{run.get('cpu_busy_before', '')} | {'yes' if run['met'] else '**no**'} |")
 
@@ -136,15 +137,18 @@ def markdown(runs: list[dict[str, Any]], meta: dict[str, Any]) -> str:
         "backlog above `net.core.somaxconn` is capped by the kernel; \"backlog (ss)\" is what "
         "the listening socket got.", "",
         "| BACKLOG env | backlog (ss) | round | req/s | p50 ms | p99 ms | max ms | connect "
-        "| read | write | timeout | non-2xx | hit rate | ListenOverflows | ListenDrops | "
-        "connections per worker | CPU busy before | met |",
-        "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|",
+        "| read | write | timeout | non-2xx | hit rate | ListenOverflows | TCPSynRetrans | "
+        "TCPTimeouts | softnet drops | connections per worker | CPU busy before | met |",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     lines += [_row(run) for run in runs]
-    lines += ["", "ListenOverflows / ListenDrops: the kernel's machine-wide counters over the run "
-              "(connections refused because the accept queue was full; other processes on the "
-              "machine may add to them).  Connections per worker: established connections each "
-              "worker held half-way through the run (`ss -tnp`).  CPU busy before: the share of "
+    lines += ["", "Kernel counters over the run, machine-wide (other processes on the machine may "
+              "add to them): ListenOverflows, connections refused because the accept queue was "
+              "full; TCPSynRetrans, SYNs sent again after no answer (clients retry after 1, 3, "
+              "7 s); TCPTimeouts, retransmission timeouts of any kind; softnet drops, packets "
+              "dropped before TCP because a CPU's input backlog (`netdev_max_backlog`) was "
+              "full.  Connections per worker: established connections each worker held "
+              "half-way through the run (`ss -tnp`).  CPU busy before: the share of "
               "both cores other work used just before the run (the machine is shared; the bench "
               "waits up to 10 s for it to fall below 35%)."]
     lines += [f"- {note}" for note in meta["notes"]]

@@ -82,16 +82,29 @@ def parse_netstat(text: str, section: str = "TcpExt") -> dict[str, int]:
     return {name: int(value) for name, value in zip(names, values, strict=False)}
 
 
-LISTEN_COUNTERS = ("ListenOverflows", "ListenDrops", "SyncookiesSent", "TCPReqQFullDrop")
+LISTEN_COUNTERS = ("ListenOverflows", "ListenDrops", "SyncookiesSent", "TCPReqQFullDrop",
+                   "TCPSynRetrans", "TCPTimeouts")
+
+
+def parse_softnet_drops(text: str) -> int:
+    """Packets the kernel dropped because a CPU's input backlog was full (``netdev_max_backlog``),
+    summed over CPUs: the second (hexadecimal) column of ``/proc/net/softnet_stat``."""
+    return sum(int(line.split()[1], 16) for line in text.splitlines() if len(line.split()) > 1)
 
 
 def listen_counters() -> dict[str, int]:
-    """The kernel's (machine-wide) counters of connections a full listen queue refused."""
+    """The kernel's (machine-wide) counters of connections a full listen queue refused, of SYN
+    and other retransmission timeouts, and of packets dropped before TCP saw them."""
     try:
         counters = parse_netstat(Path("/proc/net/netstat").read_text())
     except OSError:
         return {}
-    return {k: counters[k] for k in LISTEN_COUNTERS if k in counters}
+    out = {k: counters[k] for k in LISTEN_COUNTERS if k in counters}
+    try:
+        out["SoftnetDrops"] = parse_softnet_drops(Path("/proc/net/softnet_stat").read_text())
+    except (OSError, ValueError):
+        pass
+    return out
 
 
 def counter_delta(before: Mapping[str, int], after: Mapping[str, int]) -> dict[str, int]:

@@ -125,3 +125,9 @@ def test_parse_ss_owners_counts_connections_per_pid_on_the_port() -> None:
             '0 0 127.0.0.1:8000 127.0.0.1:40003 users:(("python",pid=11,fd=32))\n'
             '0 0 127.0.0.1:40001 127.0.0.1:8000 users:(("wrk",pid=99,fd=5))\n')
     assert parse_ss_owners(text, 8000) == {11: 2, 12: 1}
+
+
+def test_parse_softnet_drops_sums_the_hex_second_column() -> None:
+    from bench.resources import parse_softnet_drops
+
+    assert parse_softnet_drops("0000a000 00000002 00000000\n0000b000 0000000a 00000001\n") == 12
