@@ -48,8 +48,11 @@ class Cluster:
     def __init__(self, *, log_dir: Path, port: int | None = None) -> None:
         self.bin = bin_dir()
         self.port = port or free_port()
-        self.log_path = log_dir / "postgresql.log"
         self.base = Path(tempfile.mkdtemp(prefix="bench-pg-"))
+        # The server writes its log as the postgres user, which may not reach ``log_dir`` (a
+        # pytest tmp_path is private to root): it goes next to the data, copied out at stop.
+        self.log_path = self.base / "postgresql.log"
+        self.saved_log = log_dir / "postgresql.log"
         self.data = self.base / "data"
         self._user = self._run_as()
 
@@ -92,11 +95,8 @@ class Cluster:
                 "-c full_page_writes=off -c synchronous_commit=off -c max_connections=200")
 
     def start(self) -> None:
-        self.log_path.parent.mkdir(parents=True, exist_ok=True)
-        self.log_path.touch()
         if self._user is not None:
             os.chown(self.base, *self._user)
-            os.chown(self.log_path, *self._user)
         if not self.data.exists():
             self._pg("initdb", "-D", str(self.data), "-U", "postgres", "-A", "trust",
                      "-E", "UTF8", "--no-sync")
@@ -132,6 +132,11 @@ class Cluster:
                 else:
                     self._kill_postmaster()
         finally:
+            try:
+                self.saved_log.parent.mkdir(parents=True, exist_ok=True)
+                shutil.copyfile(self.log_path, self.saved_log)
+            except OSError:
+                log.warning("could not keep the PostgreSQL log", exc_info=True)
             shutil.rmtree(self.base, ignore_errors=True)
 
     def _kill_postmaster(self) -> None:
