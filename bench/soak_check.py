@@ -110,14 +110,16 @@ def parse_errors(lines: Iterable[str]) -> list[ErrorLine]:
 
 def split_by_window(errors: Iterable[ErrorLine],
                     windows: Mapping[str, tuple[float, float]]) -> dict[str, Counter[int]]:
-    """Status counts of the errors *sent* inside each named window (seconds, monotonic clock)
-    and of those sent outside every window (``"outside"``)."""
+    """Status counts of the errors in flight during each named window (sent before its end
+    and answered after its start; seconds, monotonic clock) and of the others
+    (``"outside"``): a request sent just before a restart began and answered by it belongs to
+    the restart."""
     out: dict[str, Counter[int]] = {name: Counter() for name in windows}
     out["outside"] = Counter()
     for error in errors:
-        sent = error.sent_us / 1e6
+        sent, received = error.sent_us / 1e6, error.received_us / 1e6
         for name, (start, end) in windows.items():
-            if start <= sent <= end:
+            if sent <= end and received >= start:
                 out[name][error.status] += 1
                 break
         else:

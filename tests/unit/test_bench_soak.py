@@ -74,16 +74,18 @@ def test_parse_errors_reads_soak_lua_lines_and_skips_others() -> None:
         (500, 1000000, "GET /api/posts?limit=10"), (503, 2000000, "PATCH /api/posts/7")]
 
 
-def test_split_by_window_uses_the_send_time() -> None:
+def test_split_by_window_counts_requests_in_flight_during_the_window() -> None:
     errors = parse_errors([
-        "E 500 10000000 99000000 GET /a\n",   # sent at 10 s: inside [9, 12]
-        "E 500 12500000 12600000 GET /b\n",   # 12.5 s: outside
-        "E 404 20000000 20000100 GET /c\n",   # 20 s: inside [19, 21]
+        "E 500 10000000 10100000 GET /a\n",   # 10 s - 10.1 s: inside [9, 12]
+        "E 500 8900000 9000500 GET /b\n",     # sent before 9 s, answered after: inside
+        "E 500 12500000 12600000 GET /c\n",   # 12.5 s: outside
+        "E 500 8000000 8500000 GET /d\n",     # answered before the window began: outside
+        "E 404 20000000 20000100 GET /e\n",   # 20 s: inside [19, 21]
     ])
     result = split_by_window(errors, {"pg": (9.0, 12.0), "redis": (19.0, 21.0)})
-    assert result == {"pg": Counter({500: 1}), "redis": Counter({404: 1}),
-                      "outside": Counter({500: 1})}
-    assert count_5xx(result["pg"]) == 1 and count_5xx(result["redis"]) == 0
+    assert result == {"pg": Counter({500: 2}), "redis": Counter({404: 1}),
+                      "outside": Counter({500: 2})}
+    assert count_5xx(result["pg"]) == 2 and count_5xx(result["redis"]) == 0
 
 
 def probes() -> list[Probe]:
