@@ -354,6 +354,7 @@ class Soak:
                              if e.status >= 500 and event["start"] - 1 <= e.sent_us / 1e6 < until)
             event["wrk_5xx_sent_at_s"] = [round(x, 2) for x in offsets[:200]]
             event["wrk_5xx_count"] = len(offsets)
+            event["wrk_5xx_last_s"] = round(offsets[-1], 2) if offsets else None
         for phase in self.phases:
             phase["errors_by_status"] = _status_counts(phase.pop("errors"))
         return {"targets": targets, "checks": [c.as_dict() for c in checks],

@@ -41,7 +41,8 @@ def _event(event: dict[str, Any], errors: dict[str, int]) -> list[str]:
         lines.append(f"- wrk 5xx (inside or after the window), sent at (s from the restart): "
                      f"{', '.join(f'{x:+.2f}' for x in sent_at[:40])}"
                      + (f" ... ({event.get('wrk_5xx_count', len(sent_at))} in all, the last "
-                        f"sent at {sent_at[-1]:+.2f} s)" if len(sent_at) > 40 else ""))
+                        f"sent at {event.get('wrk_5xx_last_s', sent_at[-1]):+.2f} s)"
+                        if len(sent_at) > 40 else ""))
     for kind, span in event["outage_s"].items():
         answers = event["answers"].get(kind, {})
         seen = "; ".join(f"`{a[:140]}` x{n}" for a, n in answers.items()) or "none"
