@@ -20,6 +20,7 @@ import logging
 import os
 import sys
 import threading
+import time
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -29,9 +30,10 @@ from bench import machine
 from bench.client import Client
 from bench.database import BenchDatabase
 from bench.procs import RedisServer, wait_for_quiet
-from bench.resources import (RESULTS, child_nofile, connections_per_process, counter_delta,
-                             kernel_settings, listen_backlog, listen_counters, mib,
-                             nofile_limits, raise_nofile, service, write_results)
+from bench.resources import (RESULTS, AcceptQueueSampler, child_nofile,
+                             connections_per_process, counter_delta, kernel_settings,
+                             listen_backlog, listen_counters, mib, nofile_limits, raise_nofile,
+                             service, write_results)
 from bench.workloads import HIT_PATH
 from bench.wrk import ensure_wrk, run_wrk
 
@@ -85,10 +87,12 @@ def measure(db: BenchDatabase, redis_url: str, *, backlog: str, round_no: int, p
         timer = threading.Timer(plan.duration / 2, lambda: split.update(
             connections_per_process(server.port)))
         timer.start()
-        result = run_wrk(server.base_url, "paths", duration=plan.duration, threads=args.threads,
-                         connections=args.connections, timeout_s=WRK_TIMEOUT_S,
-                         env={"BENCH_PATHS": str(hits)}, extra_args=("--latency",),
-                         preexec_fn=raise_nofile())
+        started = time.monotonic()
+        with AcceptQueueSampler(server.port) as accept_queue:
+            result = run_wrk(server.base_url, "paths", duration=plan.duration,
+                             threads=args.threads, connections=args.connections,
+                             timeout_s=WRK_TIMEOUT_S, env={"BENCH_PATHS": str(hits)},
+                             extra_args=("--latency",), preexec_fn=raise_nofile())
         overflow = counter_delta(counters, listen_counters())
         timer.cancel()
         workers = sorted((n for pid, n in split.items() if pid in server.pids()), reverse=True)
@@ -97,6 +101,7 @@ def measure(db: BenchDatabase, redis_url: str, *, backlog: str, round_no: int, p
                "cpu_busy_before": round(busy, 2), "kernel_counters": overflow,
                "server_rss_mib": mib(server.rss()), "server_fds": server.fds(),
                "connections_per_worker": workers,
+               "accept_queue": accept_queue.summary(started),
                **result.as_dict()}
     run["met"] = met(run)
     lat = run["latency_ms"]
@@ -118,7 +123,14 @@ def _row(run: dict[str, Any]) -> str:
             f"{counters.get('ListenOverflows', '')} | {counters.get('TCPSynRetrans', '')} | "
             f"{counters.get('TCPTimeouts', '')} | {counters.get('SoftnetDrops', '')} | "
             f"{' / '.join(map(str, run.get('connections_per_worker') or [])) or '-'} | "
+            f"{_queue(run.get('accept_queue'))} | "
             f"{run.get('cpu_busy_before', '')} | {'yes' if run['met'] else '**no**'} |")
+
+
+def _queue(summary: dict[str, Any] | None) -> str:
+    if not summary:
+        return "-"
+    return f"max {summary['max']}, last at {summary['last_nonempty_s']:.1f} s"
 
 
 def markdown(runs: list[dict[str, Any]], meta: dict[str, Any]) -> str:
@@ -138,8 +150,9 @@ def markdown(runs: list[dict[str, Any]], meta: dict[str, Any]) -> str:
         "the listening socket got.", "",
         "| BACKLOG env | backlog (ss) | round | req/s | p50 ms | p99 ms | max ms | connect "
         "| read | write | timeout | non-2xx | hit rate | ListenOverflows | TCPSynRetrans | "
-        "TCPTimeouts | softnet drops | connections per worker | CPU busy before | met |",
-        "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|",
+        "TCPTimeouts | softnet drops | connections per worker | accept queue | CPU busy "
+        "before | met |",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     lines += [_row(run) for run in runs]
     lines += ["", "Kernel counters over the run, machine-wide (other processes on the machine may "
@@ -148,7 +161,10 @@ def markdown(runs: list[dict[str, Any]], meta: dict[str, Any]) -> str:
               "7 s); TCPTimeouts, retransmission timeouts of any kind; softnet drops, packets "
               "dropped before TCP because a CPU's input backlog (`netdev_max_backlog`) was "
               "full.  Connections per worker: established connections each worker held "
-              "half-way through the run (`ss -tnp`).  CPU busy before: the share of "
+              "half-way through the run (`ss -tnp`).  Accept queue: the largest number of "
+              "connections the kernel had established but the server had not yet accepted "
+              "(`ss -ltn` Recv-Q, sampled every 0.2 s), and the last second of the run it was "
+              "not empty.  CPU busy before: the share of "
               "both cores other work used just before the run (the machine is shared; the bench "
               "waits up to 10 s for it to fall below 35%)."]
     lines += [f"- {note}" for note in meta["notes"]]

@@ -124,6 +124,56 @@ def parse_ss_backlog(text: str, port: int) -> int | None:
     return None
 
 
+def parse_ss_accept_queue(text: str, port: int) -> int | None:
+    """Connections waiting in the accept queue of the socket listening on ``port`` (the
+    ``Recv-Q`` of a LISTEN line of ``ss -ltnH``): established by the kernel, not yet taken by
+    the server's ``accept()``."""
+    for line in text.splitlines():
+        fields = line.split()
+        if len(fields) >= 4 and fields[0] == "LISTEN" and fields[3].endswith(f":{port}"):
+            return int(fields[1])
+    return None
+
+
+class AcceptQueueSampler:
+    """Samples a listening socket's accept queue every ``interval`` s in a thread."""
+
+    def __init__(self, port: int, interval: float = 0.2) -> None:
+        self.port = port
+        self.interval = interval
+        self.samples: list[tuple[float, int]] = []
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="accept-queue", daemon=True)
+
+    def _run(self) -> None:
+        while not self._stop.is_set():
+            try:
+                out = subprocess.run(["ss", "-ltnH"], capture_output=True,  # noqa: S603,S607
+                                     text=True, timeout=5).stdout
+            except (OSError, subprocess.TimeoutExpired):
+                out = ""
+            queued = parse_ss_accept_queue(out, self.port)
+            if queued is not None:
+                self.samples.append((time.monotonic(), queued))
+            self._stop.wait(self.interval)
+
+    def summary(self, start: float) -> dict[str, float]:
+        """Largest queue seen, and when (s after ``start``) it was last non-empty."""
+        busy = [t - start for t, n in self.samples if n > 0]
+        return {"max": max((n for _, n in self.samples), default=0),
+                "last_nonempty_s": round(max(busy), 1) if busy else 0.0,
+                "nonempty_samples": len(busy), "samples": len(self.samples)}
+
+    def __enter__(self) -> AcceptQueueSampler:
+        self._thread.start()
+        return self
+
+    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
+                 tb: TracebackType | None) -> None:
+        self._stop.set()
+        self._thread.join(5)
+
+
 def listen_backlog(port: int) -> int | None:
     """The effective backlog of the listening socket on ``port``, as the kernel reports it."""
     try:

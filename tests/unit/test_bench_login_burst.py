@@ -131,3 +131,13 @@ def test_parse_softnet_drops_sums_the_hex_second_column() -> None:
     from bench.resources import parse_softnet_drops
 
     assert parse_softnet_drops("0000a000 00000002 00000000\n0000b000 0000000a 00000001\n") == 12
+
+
+def test_parse_ss_accept_queue_reads_recv_q_of_the_listening_port() -> None:
+    from bench.resources import parse_ss_accept_queue
+
+    text = ("LISTEN 513    2048       127.0.0.1:8000       0.0.0.0:*\n"
+            "LISTEN 0      100        127.0.0.1:18000      0.0.0.0:*\n")
+    assert parse_ss_accept_queue(text, 8000) == 513
+    assert parse_ss_accept_queue(text, 18000) == 0
+    assert parse_ss_accept_queue(text, 9000) is None
