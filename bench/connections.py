@@ -208,6 +208,7 @@ def main(argv: list[str] | None = None) -> int:
           else BenchDatabase.create(args.postgres))
     runs: list[dict[str, Any]] = []
     notes: list[str] = []
+    described = machine.describe(None, db.server_version())  # the commit measured, up front
     try:
         if args.database:
             seed = f"database {args.database} (existing)"
@@ -231,7 +232,7 @@ def main(argv: list[str] | None = None) -> int:
                 "kernel": kernel_settings(),
                 "nofile": {"bench": "%d/%d" % nofile_limits(),
                            "children": child_nofile(raise_nofile())},
-                "notes": notes, "machine": machine.describe(None, db.server_version())}
+                "notes": notes, "machine": described}
         write_results(args.name, markdown(runs, meta), {"meta": meta, "runs": runs}, args.out)
     finally:
         if not args.database:

@@ -372,6 +372,7 @@ def main(argv: list[str] | None = None) -> int:
     log_dir = raw_dir / "logs"
     log_dir.mkdir(parents=True, exist_ok=True)
     db = BenchDatabase.create(args.postgres)
+    described = machine.describe(None, db.server_version())  # the commit measured, up front
     try:
         seconds = db.seed(users=200, posts=2_000, jobs=50, follows=400)
         runs = [measure(db, workers=w, variant=v, plan=plan, args=args, raw_dir=raw_dir,
@@ -384,7 +385,7 @@ def main(argv: list[str] | None = None) -> int:
                 "rate": args.rate, "threads": LOAD_THREADS, "baseline_s": plan.baseline_s,
                 "logins": args.logins,
                 "wrong_every": args.wrong_every, "notes": notes,
-                "machine": machine.describe(None, db.server_version())}
+                "machine": described}
         write_results(args.name, markdown(runs, meta), {"meta": meta, "runs": runs}, args.out)
     finally:
         db.drop()

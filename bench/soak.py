@@ -410,6 +410,7 @@ def main(argv: list[str] | None = None) -> int:
     started = datetime.now(UTC)
     raw_dir = args.out / "raw" / f"soak-{started:%Y%m%dT%H%M%S}"
     (raw_dir / "logs").mkdir(parents=True, exist_ok=True)
+    described = machine.describe(None, "")  # the commit measured, before anything can change it
     soak = Soak(args, plan, raw_dir)
     soak.run()
     results = soak.results()
@@ -419,7 +420,7 @@ def main(argv: list[str] | None = None) -> int:
             "minutes": args.minutes, "workers": args.workers, "rate": args.rate,
             "delay_ms": soak.delay_ms, "threads": LOAD_THREADS, "seed": soak.seed,
             "plan": asdict(plan), "grace_s": GRACE_S, "raw_dir": str(raw_dir),
-            "machine": machine.describe(None, "")}
+            "machine": described}
     write_results(args.name, markdown(results, meta), {"meta": meta, **results}, args.out)
     failed = [t["name"] for t in results["targets"] if not t["met"]]
     for target in results["targets"]:
