@@ -64,7 +64,7 @@ def markdown(results: dict[str, Any], meta: dict[str, Any]) -> str:
            "connection's requests)" if meta["rate"] else "unpaced")
         + "): the bench's mixed workload (Zipf over every cached route, every 20th request a "
         "PATCH, each read of a written post checked for staleness).  Phases: warm-up "
-        f"{plan['warmup_s']:.0f} s, then {meta['minutes']:g} minutes split 30/20/20/30% "
+        f"{plan['warmup_s']:.0f} s, then {meta['minutes']:g} minute(s) split 30/20/20/30% "
         f"into steady, Redis restart, PostgreSQL restart and steady-after; each restart "
         f"{plan['event_at_s']:.0f} s into its phase.  The baseline is taken after the warm-up "
         f"and {plan['settle_s']:.0f} s idle; the final snapshot after the load stopped and "
