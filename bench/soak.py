@@ -1,7 +1,7 @@
 """A soak: minutes of mixed load with a Redis restart and a PostgreSQL restart in the middle.
 
     python -m bench.soak --minutes 10      # the documented run (about 12 minutes in all)
-    python -m bench.soak --quick           # a smoke run: 1 minute of load (under 2 minutes)
+    python -m bench.soak --quick           # a smoke run: 45 s of load (under 2 minutes)
 
 Everything it uses is its own: a throwaway PostgreSQL cluster (``bench/pgcluster.py``: initdb
 in a temporary directory, a free loopback port) seeded with ``models.seed``, a redis-server, and
@@ -74,8 +74,8 @@ class Plan:
 
     @classmethod
     def quick(cls) -> Plan:
-        return cls(users=300, posts=3_000, scale=0.1, sequence=20_000, warmup_s=8,
-                   settle_s=8, event_at_s=3, redis_down_s=3)
+        return cls(users=300, posts=3_000, scale=0.1, sequence=20_000, warmup_s=5,
+                   settle_s=5, event_at_s=3, redis_down_s=3)
 
 
 class Prober:
@@ -389,8 +389,8 @@ def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m bench.soak", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--minutes", type=float, default=None,
-                        help="minutes of measured load (default 10; 1 with --quick)")
-    parser.add_argument("--quick", action="store_true", help="small data, 1 minute of load")
+                        help="minutes of measured load (default 10; 0.75 with --quick)")
+    parser.add_argument("--quick", action="store_true", help="small data, 45 s of load")
     parser.add_argument("--workers", type=int, default=2)
     parser.add_argument("--rate", type=int, default=1200,
                         help="requests/s wrk aims at over its 16 connections (0: unpaced)")
@@ -406,7 +406,7 @@ def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s")
     plan = Plan.quick() if args.quick else Plan.full()
     if args.minutes is None:
-        args.minutes = 1.0 if args.quick else 10.0
+        args.minutes = 0.75 if args.quick else 10.0
     started = datetime.now(UTC)
     raw_dir = args.out / "raw" / f"soak-{started:%Y%m%dT%H%M%S}"
     (raw_dir / "logs").mkdir(parents=True, exist_ok=True)
