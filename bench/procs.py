@@ -14,7 +14,7 @@ import subprocess
 import time
 import urllib.error
 import urllib.request
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from types import TracebackType
 
@@ -101,12 +101,21 @@ def rss_bytes(pid: int) -> int:
     return 0
 
 
+def fd_count(pid: int) -> int:
+    """Open file descriptors of one process (entries of /proc/<pid>/fd), 0 when it is gone."""
+    try:
+        return len(os.listdir(f"/proc/{pid}/fd"))
+    except OSError:
+        return 0
+
+
 class Server:
     """One server process group: ``with Server(...) as server:`` starts it and stops it."""
 
     def __init__(self, name: str, argv: Sequence[str], *, port: int,
                  env: Mapping[str, str] | None = None, ready_path: str | None = "/",
-                 log_dir: Path, cwd: Path | None = None, start_timeout: float = 60.0) -> None:
+                 log_dir: Path, cwd: Path | None = None, start_timeout: float = 60.0,
+                 preexec_fn: Callable[[], None] | None = None) -> None:
         self.name = name
         self.argv = list(argv)
         self.port = port
@@ -115,6 +124,8 @@ class Server:
         self.log_path = log_dir / f"{name}.log"
         self.cwd = cwd
         self.start_timeout = start_timeout
+        self.preexec_fn = preexec_fn
+        """Run in the child before exec (e.g. raising its open-file limit)."""
         self.process: subprocess.Popen[bytes] | None = None
 
     @property
@@ -126,7 +137,7 @@ class Server:
         with self.log_path.open("ab") as out:
             self.process = subprocess.Popen(  # noqa: S603 - our own argv
                 self.argv, env=self.env, cwd=self.cwd, stdout=out, stderr=subprocess.STDOUT,
-                stdin=subprocess.DEVNULL, start_new_session=True)
+                stdin=subprocess.DEVNULL, start_new_session=True, preexec_fn=self.preexec_fn)
         deadline = time.monotonic() + self.start_timeout
         while time.monotonic() < deadline:
             if self.process.poll() is not None:
@@ -156,6 +167,10 @@ class Server:
 
     def rss(self) -> int:
         return sum(rss_bytes(pid) for pid in self.pids())
+
+    def fds(self) -> int:
+        """Open file descriptors of the server and its workers together."""
+        return sum(fd_count(pid) for pid in self.pids())
 
     def cpu_seconds(self) -> float:
         """CPU seconds the server and its workers used so far."""

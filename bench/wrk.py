@@ -11,9 +11,10 @@ import json
 import logging
 import os
 import shutil
+import signal
 import subprocess
 import tempfile
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -108,20 +109,62 @@ def script_text(workload: str) -> str:
 
 
 def run_wrk(url: str, workload: str, *, duration: float, threads: int = 1, connections: int = 64,
-            env: Mapping[str, str] | None = None, timeout_s: int = 10) -> WrkResult:
-    """Run ``wrk`` with the named Lua workload against ``url`` and return its parsed result."""
+            env: Mapping[str, str] | None = None, timeout_s: int = 10,
+            extra_args: Sequence[str] = (),
+            preexec_fn: Callable[[], None] | None = None) -> WrkResult:
+    """Run ``wrk`` with the named Lua workload against ``url`` and return its parsed result.
+
+    ``extra_args`` go on wrk's command line (e.g. ``--latency``); ``preexec_fn`` runs in the
+    child before exec (e.g. raising its open-file limit for thousands of connections)."""
     wrk = ensure_wrk()
     with tempfile.NamedTemporaryFile("w", suffix=".lua", prefix=f"bench-{workload}-",
                                      delete=False) as script:
         script.write(script_text(workload))
     try:
         argv = [wrk, f"-t{threads}", f"-c{connections}", f"-d{max(1, round(duration))}s",
-                f"--timeout={timeout_s}s", "-s", script.name, url]
+                f"--timeout={timeout_s}s", *extra_args, "-s", script.name, url]
         run_env = {**os.environ, "BENCH_THREADS": str(threads), **(env or {})}
         proc = subprocess.run(argv, capture_output=True, text=True, env=run_env,  # noqa: S603
-                              timeout=duration + 60)
+                              timeout=duration + 60, preexec_fn=preexec_fn)
         if proc.returncode != 0:
             raise WrkError(f"wrk exited {proc.returncode}: {proc.stderr[-2000:]}")
         return parse_output(proc.stdout)
     finally:
         os.unlink(script.name)
+
+
+class WrkProcess:
+    """wrk running in the background: ``stop()`` interrupts it (SIGINT: wrk stops early and
+    still reports) and returns its parsed result.  For loads that must span an event whose
+    length is not known in advance (a login burst, a server restart)."""
+
+    def __init__(self, url: str, workload: str, *, duration: float, threads: int = 1,
+                 connections: int = 64, env: Mapping[str, str] | None = None,
+                 timeout_s: int = 10, preexec_fn: Callable[[], None] | None = None) -> None:
+        wrk = ensure_wrk()
+        with tempfile.NamedTemporaryFile("w", suffix=".lua", prefix=f"bench-{workload}-",
+                                         delete=False) as script:
+            script.write(script_text(workload))
+        self._script = script.name
+        self.duration = duration
+        argv = [wrk, f"-t{threads}", f"-c{connections}", f"-d{max(1, round(duration))}s",
+                f"--timeout={timeout_s}s", "-s", script.name, url]
+        run_env = {**os.environ, "BENCH_THREADS": str(threads), **(env or {})}
+        self.process = subprocess.Popen(  # noqa: S603 - our own argv
+            argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=run_env,
+            preexec_fn=preexec_fn)
+
+    def stop(self, interrupt: bool = True) -> WrkResult:
+        """Interrupt wrk now (or, with ``interrupt=False``, wait for its duration to end)."""
+        try:
+            if interrupt and self.process.poll() is None:
+                self.process.send_signal(signal.SIGINT)
+            stdout, stderr = self.process.communicate(timeout=self.duration + 60)
+        finally:
+            if self.process.poll() is None:
+                self.process.kill()
+                self.process.wait(5)
+            os.unlink(self._script)
+        if self.process.returncode != 0:
+            raise WrkError(f"wrk exited {self.process.returncode}: {stderr[-2000:]}")
+        return parse_output(stdout)
