@@ -47,6 +47,7 @@ _LOST: tuple[type[BaseException], ...] = (
     asyncpg.exceptions.AdminShutdownError,
     asyncpg.exceptions.CrashShutdownError,
     asyncpg.exceptions.InterfaceError,
+    asyncpg.exceptions.InternalClientError,  # a connection left mid-operation by the drop
     ConnectionResetError,
     ConnectionError,
     OSError,
