@@ -26,7 +26,7 @@ from middleware.keys import EPOCH_TAG, SizedMemo, generation_key
 from middleware.observer import CacheObserver, NullObserver
 from middleware.policy import etag_for
 from middleware.backends.subscriber import Subscriber
-from middleware.hot import HotTier
+from middleware.hot import HotState, HotTier
 from middleware.record import DecodedRecords, Record, RecordError, decode, encode
 from middleware.settings import CacheSettings
 from middleware.stampede import SingleFlight
@@ -63,8 +63,8 @@ class Lookup:
         self.record: Record | None = None
         self.outcome = MISS
         self.future: Any = None
-        self.hot: tuple[tuple[int, ...], int, float] | None = None
-        """(local generations, hot-tier seq, ttl) when the record may go to the hot tier."""
+        self.hot: HotState | None = None
+        """Set when the record may go to the hot tier (see ``hot.HotState``)."""
 
 
 class ResponseCache:
@@ -183,23 +183,29 @@ class ResponseCache:
         keeps the lookup out of the statistics (application helpers). ``hot_ttl``: the
         entry's TTL, when the hot tier may serve and keep it (``CacheRule(local=True)``).
         """
+        hot = self.hot
+        coherence = self.tiers.coherence
+        if hot is not None and hot_ttl is not None and not refresh:
+            # First, before anything else: a hot hit costs no Redis command and no tier
+            # selection (the hot tier is flushed on every breaker transition).
+            hot_record = hot.get(key, coherence.counters)
+            if hot_record is not None:
+                return self._hit(Lookup(key, self.tiers.remote or self.tiers.memory,
+                                        hot_record.generations), hot_record,
+                                 route, count)
         tier = await self.tiers.select()
         if not tier.shared:
             raw = (await tier.get_many((key,)))[0]
-            found = Lookup(key, tier, self.tiers.coherence.generations(tags))
+            found = Lookup(key, tier, coherence.generations(tags))
             record = None if raw is None else self._decode_local(key, raw)
         else:
-            hot = self.hot
+            state = None
             if hot is not None and hot_ttl is not None and hot.healthy:
-                local = self.tiers.coherence.generations(tags)
-                if not refresh:
-                    hot_record = hot.get(key, self._generation_keys(tags), local)
-                    if hot_record is not None:  # zero Redis commands
-                        return self._hit(Lookup(key, tier, hot_record.generations),
-                                         hot_record, route, count)
-                found, raw = await self._read_shared(tier, key, tags, (local, hot.seq, hot_ttl))
-            else:
-                found, raw = await self._read_shared(tier, key, tags, None)
+                slots = coherence.slots(tags)
+                counters = coherence.counters
+                state = HotState(self._generation_keys(tags), slots,
+                                 tuple([counters[slot] for slot in slots]), hot.seq, hot_ttl)
+            found, raw = await self._read_shared(tier, key, tags, state)
             record = None if raw is None else self._decode(raw)
         generations = found.generations
         if not refresh:
@@ -222,10 +228,9 @@ class ResponseCache:
         return found
 
     async def _read_shared(self, tier: CacheBackend, key: str, tags: Sequence[str],
-                           hot_state: tuple[tuple[int, ...], int, float] | None,
-                           ) -> tuple[Lookup, bytes | None]:
+                           hot_state: HotState | None) -> tuple[Lookup, bytes | None]:
         """One ``MGET`` of the entry and its generations in Redis; what it read is taught to
-        the hot tier when ``hot_state`` (local generations, hot seq, ttl) is given."""
+        the hot tier when ``hot_state`` is given."""
         gen_keys = self._generation_keys(tags)
         start = time.perf_counter()
         values = await tier.get_many([key, *gen_keys])
@@ -244,14 +249,14 @@ class ResponseCache:
             generations = tuple(_gen(value) for value in values[1:])
         found = Lookup(key, tier, generations)
         if hot_state is not None and self.hot is not None:
-            self.hot.learn(gen_keys, generations, hot_state[1])
+            self.hot.learn(gen_keys, generations, hot_state.seq)
             found.hot = hot_state
         return found, raw
 
     def _keep_hot(self, found: Lookup, record: Record) -> None:
-        if found.hot is not None and self.hot is not None:
-            local, seq, ttl = found.hot
-            self.hot.put(found.key, record, record.stored_at + ttl, local, seq)
+        state = found.hot
+        if state is not None and self.hot is not None:
+            self.hot.put(found.key, record, record.stored_at + state.ttl, state)
 
     def _hit(self, found: Lookup, record: Record, route: str, count: bool) -> Lookup:
         found.record = record

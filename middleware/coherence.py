@@ -95,15 +95,24 @@ class Coherence:
             return 0
         return zlib.crc32(tag.encode()) % self._slots + 1
 
-    def generations(self, tags: Iterable[str]) -> tuple[int, ...]:
-        """Local counters of ``tags`` followed by the local epoch."""
-        counters = self._counters
+    @property
+    def counters(self) -> MutableSequence[int]:
+        """The counter array itself (read-only use: the hot tier checks its slots directly)."""
+        return self._counters
+
+    def slots(self, tags: Iterable[str]) -> tuple[int, ...]:
+        """The counter slots of ``tags`` followed by the epoch's (0), memoised."""
         key = tags if isinstance(tags, tuple) else tuple(tags)
-        slots = self._slot_memo.get(key)
+        slots: tuple[int, ...] | None = self._slot_memo.get(key)
         if slots is None:  # the same few tag tuples repeat: crc32 once per tuple, not per hit
             slots = (*(self.slot(tag) for tag in key), 0)
             self._slot_memo.put(key, slots, sum(map(len, key)) + 8 * len(slots))
-        return tuple([counters[slot] for slot in slots])
+        return slots
+
+    def generations(self, tags: Iterable[str]) -> tuple[int, ...]:
+        """Local counters of ``tags`` followed by the local epoch."""
+        counters = self._counters
+        return tuple([counters[slot] for slot in self.slots(tags)])
 
     def bump(self, tags: Iterable[str]) -> None:
         """A write happened: every worker's in-memory entries for ``tags`` become stale."""

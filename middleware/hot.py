@@ -40,7 +40,25 @@ import orjson
 
 from middleware.record import Record
 
-__all__ = ["HotTier"]
+__all__ = ["HotState", "HotTier"]
+
+_Entry = tuple[Record, float, tuple[str, ...], tuple[int, ...], tuple[int, ...], int]
+
+
+class HotState:
+    """What a Redis lookup noted for the hot tier before it read: the entry's generation keys,
+    the host's local slots and their values, the tier's ``seq``, and the entry's TTL."""
+
+    __slots__ = ("gen_keys", "local", "seq", "slots", "ttl")
+
+    def __init__(self, gen_keys: tuple[str, ...], slots: tuple[int, ...],
+                 local: tuple[int, ...], seq: int, ttl: float) -> None:
+        self.gen_keys = gen_keys
+        self.slots = slots
+        self.local = local
+        self.seq = seq
+        self.ttl = ttl
+
 
 log = logging.getLogger(__name__)
 
@@ -61,8 +79,8 @@ class HotTier:
         self.max_entries = max_entries
         self.max_bytes = max_bytes
         self._clock = clock
-        self._entries: OrderedDict[str, tuple[Record, float, tuple[int, ...], int]] = \
-            OrderedDict()
+        # key -> (record, expires, its generation keys, its local slots, their values, size)
+        self._entries: OrderedDict[str, _Entry] = OrderedDict()
         self._bytes = 0
         self._known: dict[str, int] = {}
         self._recent: dict[str, int] = {}
@@ -81,16 +99,18 @@ class HotTier:
 
     # -- the request path ----------------------------------------------------------------
 
-    def get(self, key: str, gen_keys: Sequence[str],
-            local: tuple[int, ...]) -> Record | None:
-        """The record to serve for ``key``, or None (see the module docstring)."""
-        if not self.healthy:
-            return None
+    def get(self, key: str, counters: Sequence[int]) -> Record | None:
+        """The record to serve for ``key``, or None (see the module docstring). ``counters``:
+        the host's local generation counters, checked at the slots the entry depends on."""
         entry = self._entries.get(key)
-        if entry is None:
+        if entry is None or not self.healthy:
             return None
-        record, expires, entry_local, _ = entry
-        if entry_local != local or self._clock() >= expires:
+        record, expires, gen_keys, slots, local, _ = entry
+        for slot, value in zip(slots, local):
+            if counters[slot] != value:
+                self._drop(key)
+                return None
+        if self._clock() >= expires:
             self._drop(key)
             return None
         known = self._known
@@ -115,22 +135,21 @@ class HotTier:
             if recent.get(gen_key, -1) <= seq:
                 known[gen_key] = value
 
-    def put(self, key: str, record: Record, expires: float, local: tuple[int, ...],
-            seq: int) -> None:
+    def put(self, key: str, record: Record, expires: float, state: HotState) -> None:
         """Keep ``record`` (valid from Redis, or just stored there) for later hits."""
-        if not self.healthy or seq < self._floor:
+        if not self.healthy or state.seq < self._floor:
             return
         size = len(record.body) + len(key) + 256
         if size > self.max_bytes:
             return
         old = self._entries.pop(key, None)
         if old is not None:
-            self._bytes -= old[3]
-        self._entries[key] = (record, expires, local, size)
+            self._bytes -= old[5]
+        self._entries[key] = (record, expires, state.gen_keys, state.slots, state.local, size)
         self._bytes += size
         while len(self._entries) > self.max_entries or self._bytes > self.max_bytes:
-            _, (_, _, _, dropped) = self._entries.popitem(last=False)
-            self._bytes -= dropped
+            _, dropped = self._entries.popitem(last=False)
+            self._bytes -= dropped[5]
 
     # -- invalidation ----------------------------------------------------------------------
 
@@ -181,4 +200,4 @@ class HotTier:
     def _drop(self, key: str) -> None:
         entry = self._entries.pop(key, None)
         if entry is not None:
-            self._bytes -= entry[3]
+            self._bytes -= entry[5]
