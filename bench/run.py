@@ -289,7 +289,7 @@ def write_results(out: Path, *, growth: dict[str, Any], profile: dict[str, Any] 
     log.info("Wrote %s, latest.png and latest.json", out / "latest.md")
     for target in targets:
         log.info("target %-55s %-22s (%s) %s", target.name, target.measured, target.required,
-                 "met" if target.met else "NOT met")
+                 "n/a" if target.met is None else "met" if target.met else "NOT met")
 
 
 if __name__ == "__main__":

@@ -214,6 +214,12 @@ def _hot_targets(summaries: Mapping[tuple[str, int, str], Summary]) -> list[Targ
         p = ratio(hot.latency_ms["p99"], limit.latency_ms["p99"])
         targets.append(Target("L1 (redis-hot) hit: p99 vs the limit's p99", f"{_fmt(p)}x",
                               "<= 1.5x", p is not None and p <= 1.5))
+        c = ratio(hot.cpu_us_per_request, limit.cpu_us_per_request)
+        if c is not None:
+            # The req/s target asked of CPU time, as for misses: 0.85x the requests of a
+            # CPU-bound worker is 1/0.85 = 1.18x the CPU per request.
+            targets.append(Target("L1 (redis-hot) hit: server CPU per request vs the limit",
+                                  f"{_fmt(c)}x", "<= 1.18x", c <= 1 / 0.85))
     if hot and hot.redis_commands_per_request is not None:
         c = hot.redis_commands_per_request
         targets.append(Target("Redis commands per L1 (redis-hot) hit", _fmt(c, ".4f"),

@@ -173,6 +173,7 @@ def test_hot_tier_targets() -> None:
     ])
     assert targets["L1 (redis-hot) hit: req/s vs the limit"].met is True  # 0.90x
     assert targets["L1 (redis-hot) hit: p99 vs the limit's p99"].met is True  # 1.375x
+    assert "L1 (redis-hot) hit: server CPU per request vs the limit" not in targets  # no CPU
     assert targets["Redis commands per L1 (redis-hot) hit"].measured == "0.0001"
     assert targets["Redis commands per L1 (redis-hot) hit"].met is True
     assert targets["Mixed (redis-hot): hit rate with 5% writes"].met is True
@@ -189,6 +190,20 @@ def test_hot_tier_targets_missed() -> None:
     assert targets["L1 (redis-hot) hit: req/s vs the limit"].met is False  # 0.80x
     assert targets["L1 (redis-hot) hit: p99 vs the limit's p99"].met is False  # 1.625x
     assert targets["Redis commands per L1 (redis-hot) hit"].met is False
+
+
+def test_hot_hit_cpu_per_request_is_checked_against_the_limit() -> None:
+    def cpu(record: dict[str, Any], seconds: float) -> dict[str, Any]:
+        return record | {"server_cpu_s": seconds}
+
+    # 100,000 requests each: 1.0 s is 10 us per request.
+    targets = _targets([cpu(_record("limit", "hits", 10_000), 1.0),
+                        cpu(_record("redis-hot", "hits", 10_000), 1.15)])
+    target = targets["L1 (redis-hot) hit: server CPU per request vs the limit"]
+    assert (target.measured, target.met) == ("1.15x", True)
+    targets = _targets([cpu(_record("limit", "hits", 10_000), 1.0),
+                        cpu(_record("redis-hot", "hits", 10_000), 1.25)])
+    assert targets["L1 (redis-hot) hit: server CPU per request vs the limit"].met is False
 
 
 def _pair(stale: dict[str, Any], probe: dict[str, Any]) -> dict[str, Any]:
