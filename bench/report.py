@@ -73,6 +73,12 @@ def _stale_table(summaries: Mapping[tuple[str, int, str], Summary]) -> str:
     return "\n".join(lines)
 
 
+def _share(s: Summary) -> str:
+    if not s.requests:
+        return "n/a"
+    return f"{s.writes:,} writes, {100 * s.writes / s.requests:.1f}% of all {s.requests:,} requests"
+
+
 def _instances_section(summaries: Mapping[tuple[str, int, str], Summary]) -> list[str]:
     """Two instances: the cross-instance stale check and the invalidation delay probe."""
     rows = [s for s in summaries.values() if s.stale_by_source or s.probe]
@@ -81,7 +87,8 @@ def _instances_section(summaries: Mapping[tuple[str, int, str], Summary]) -> lis
         out += [f"## Two instances ({s.config}: 1 worker each, one Redis, one PostgreSQL)", "",
                 "Two `python app.py` processes on their own ports, each driven by its own wrk at "
                 "the same time (`-t8 -c8` each): A's wrk writes (every 10th of its requests a "
-                "PATCH, about 5% of all requests), B's only reads. Both logs are checked "
+                f"PATCH: {_share(s)}; A, which serves the writes, answers fewer requests than "
+                "B), B's only reads. Both logs are checked "
                 "together on one clock (`CLOCK_MONOTONIC`, shared by every process on this "
                 "machine): every read on B is compared with the last write acknowledged on A "
                 "before the read was sent. Requests/s above is the sum of both; each latency "

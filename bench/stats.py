@@ -31,6 +31,8 @@ class Summary:
     writes_acknowledged: int | None = None
     misses: int = 0
     writes: int = 0
+    requests: int = 0
+    """Responses over every round (reads and writes)."""
     route_misses: dict[str, int] = field(default_factory=dict)
     """Cache misses per route over every round (the mixed workload, cached configurations)."""
     cpu_us_per_request: float | None = None
@@ -67,7 +69,8 @@ def summarise(records: Iterable[Mapping[str, Any]]) -> dict[tuple[str, int, str]
             errors=sum(r["error_total"] for r in results),
             non_2xx=sum(r["non_2xx"] for r in results),
             hit_rate=hits / (hits + misses) if rates and hits + misses else None,
-            misses=misses, writes=sum(r["counts"].get("writes", 0) for r in results))
+            misses=misses, writes=sum(r["counts"].get("writes", 0) for r in results),
+            requests=sum(int(r.get("requests", 0)) for r in results))
         commands = [(r["redis_commands"], r["result"]["requests"]) for r in runs
                     if r.get("redis_commands") is not None]
         if commands:

@@ -63,13 +63,14 @@ def test_two_instances_get_their_own_section_with_the_probe() -> None:
                                  "stale_beyond_grace": 0}}}
     probe = {"writes": 2, "seen": 2, "never_seen": 0, "reads": 3, "old_reads_after_ack": 1,
              "late_old_reads": 0, "late_ms": 5.0, "warm_hits": 2, "delays_ms": [1.5, 2.5]}
-    records = [*RECORDS, _record("redis-hot-2i", "mixed", 2000, hit=9000, miss=500)
+    records = [*RECORDS, _record("redis-hot-2i", "mixed", 2000, hit=9000, miss=500, writes=400)
                | {"stale": stale, "probe": probe}]
     summaries = summarise(records)
     text = markdown(summaries=summaries, targets=check_targets(summaries, None), growth={},
                     profile=None, meta=META)
     assert "## Two instances (redis-hot-2i" in text
     assert "| B | 40 | 1 | 0 |" in text
+    assert "400 writes, 2.5% of all 16,000 requests" in text
     assert "60 (A: 20, B: 40)" in text
     assert "p50 1.50 ms, p99 2.50 ms, max 2.50 ms" in text
     assert "| 2 instances: stale reads beyond 5 ms (wrk logs, writes on A) | 0 of 60 checked " \
