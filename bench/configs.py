@@ -1,5 +1,7 @@
-"""The configurations a bench run starts: the service (cache off, memory, Redis, Redis stopped)
-with 1 and 2 workers, the limit (bare Sanic) and the peer (FastAPI + fastapi-cache2)."""
+"""The configurations a bench run starts: the service (cache off, memory, Redis without and with
+the hot tier, Redis stopped) with 1 and 2 workers, two 1-worker instances sharing one Redis and
+one PostgreSQL (the mixed workload only), the limit (bare Sanic) and the peer (FastAPI +
+fastapi-cache2)."""
 
 from __future__ import annotations
 
@@ -22,15 +24,29 @@ WORKLOADS = ("hits", "misses", "mixed")
 
 @dataclass(frozen=True)
 class Config:
-    """One server setup.  ``cache`` is ``off``, ``memory``, ``redis`` or ``redis-down``."""
+    """One server setup.
+
+    ``cache`` is ``off``, ``memory``, ``redis`` (strict: ``CACHE_LOCAL=false``, one ``MGET``
+    per hit), ``redis-hot`` (the hot tier on: ``CACHE_LOCAL=true``, the service's default) or
+    ``redis-down`` (the default ``CACHE_LOCAL``; Redis is stopped after warm-up, so the hot
+    tier is off and the memory fallback serves).  ``instances`` > 1 starts that many
+    ``python app.py`` processes on their own ports, sharing Redis and PostgreSQL."""
 
     name: str
     kind: str  # "service", "limit" or "peer"
     workers: int = 1
     cache: str = "off"
+    instances: int = 1
+
+    @property
+    def uses_redis(self) -> bool:
+        """Redis is up during the measured runs (its commands are counted)."""
+        return self.kind == "service" and self.cache in {"redis", "redis-hot"}
 
     @property
     def workloads(self) -> tuple[str, ...]:
+        if self.instances > 1:
+            return ("mixed",)  # writes on one instance, reads on both: the coherence question
         if self.kind == "limit":
             return ("hits",)  # the same bytes for every URL: one workload is the whole story
         if self.kind == "peer":
@@ -51,8 +67,11 @@ def all_configs(worker_counts: tuple[int, ...] = (1, 2)) -> list[Config]:
             Config("no-cache", "service", workers, "off"),
             Config("memory", "service", workers, "memory"),
             Config("redis", "service", workers, "redis"),
+            Config("redis-hot", "service", workers, "redis-hot"),
             Config("redis-stopped", "service", workers, "redis-down"),
         ]
+        if workers == 1:
+            configs.append(Config("redis-hot-2i", "service", 1, "redis-hot", instances=2))
     return configs
 
 
@@ -60,24 +79,29 @@ def service_env(config: Config, *, port: int, database_url: str,
                 redis_url: str | None) -> dict[str, str]:
     """The environment ``python app.py`` gets for ``config``."""
     env = {k: v for k, v in os.environ.items()
-           if k not in {"REDIS_URL", "REDIS_PRIVATE_URL", "DATABASE_URL", "CACHE_ENABLED"}}
+           if k not in {"REDIS_URL", "REDIS_PRIVATE_URL", "DATABASE_URL", "CACHE_ENABLED",
+                        "CACHE_LOCAL"}}
     env.update(HOST="127.0.0.1", PORT=str(port), WORKERS=str(config.workers),
                DATABASE_URL=database_url, SECRET_KEY=SECRET_KEY, SEED_DEMO="false",
                LOG_LEVEL="WARNING", PYTHONUNBUFFERED="1")
     if config.cache == "off":
         env["CACHE_ENABLED"] = "false"
-    elif config.cache in {"redis", "redis-down"}:
+    elif config.cache in {"redis", "redis-hot", "redis-down"}:
         if not redis_url:
             raise ValueError(f"{config.name} needs a Redis URL")
         env["REDIS_URL"] = redis_url
+        if config.cache == "redis":
+            env["CACHE_LOCAL"] = "false"
+        elif config.cache == "redis-hot":
+            env["CACHE_LOCAL"] = "true"
     return env
 
 
 def make_server(config: Config, *, log_dir: Path, database_url: str, redis_url: str | None,
-                limit_body: Path, peer_prefix: str = "peer") -> Server:
-    """A not-yet-started :class:`Server` for ``config``."""
+                limit_body: Path, peer_prefix: str = "peer", instance: str = "") -> Server:
+    """A not-yet-started :class:`Server` for ``config`` (``instance`` names one of several)."""
     port = free_port()
-    name = f"{config.name}-{config.workers}w"
+    name = f"{config.name}-{config.workers}w{instance}"
     if config.kind == "limit":
         argv = [sys.executable, "-m", "bench.limit_app", "--port", str(port),
                 "--workers", str(config.workers), "--body-file", str(limit_body)]

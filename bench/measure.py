@@ -11,7 +11,7 @@ from typing import Any
 import redis
 from prometheus_client.parser import text_string_to_metric_families
 
-from bench import stale
+from bench import instances, stale
 from bench.client import Client
 from bench.configs import Config, make_server
 from bench.procs import RedisServer, Server, wait_for_quiet
@@ -21,8 +21,10 @@ from bench.wrk import run_wrk
 log = logging.getLogger(__name__)
 
 MIXED_THREADS = 16  # one connection per wrk thread: see lua/mixed.lua
-BENCH_COMMANDS = frozenset({"info", "dbsize", "scan", "unlink", "debug"})
-"""Commands the bench itself sends to Redis: left out of the per-request counts."""
+BENCH_COMMANDS = frozenset({"info", "dbsize", "scan", "unlink", "debug", "hello"})
+"""Commands the bench itself sends to Redis: left out of the per-request counts (``hello``:
+the handshake of the bench's own connection for ``INFO``; the service's connections are all
+open before a measured run starts)."""
 
 
 @dataclass
@@ -44,6 +46,13 @@ class Record:
     server_cpu_s: float | None = None
     """CPU seconds the server's processes used during the measured run: unlike requests/s,
     barely moved by other work on a shared machine."""
+    probe: dict[str, Any] | None = None
+    """The invalidation delay probe (``bench.probe``), for a configuration of several
+    instances."""
+    instances: dict[str, Any] | None = None
+    """Each instance's own wrk result, when several ran at once (``result`` combines them)."""
+    hot: dict[str, Any] | None = None
+    """``stats.hot`` of ``/health/cache`` after the run (one worker's view)."""
 
     @property
     def key(self) -> tuple[str, int, str]:
@@ -76,6 +85,17 @@ def route_misses(server: Server) -> dict[str, int]:
                 route = sample.labels["route"]
                 out[route] = out.get(route, 0) + int(sample.value)
     return out
+
+
+def hot_stats(server: Server) -> dict[str, Any] | None:
+    """``stats.hot`` from ``/health/cache`` (answered by one worker), None when absent."""
+    with Client(server.base_url) as client:
+        reply = client.get("/health/cache")
+    try:
+        hot = reply.json().get("stats", {}).get("hot")
+    except ValueError:
+        return None
+    return hot if isinstance(hot, dict) else None
 
 
 def diff_calls(before: dict[str, int], after: dict[str, int]) -> dict[str, int]:
@@ -114,11 +134,15 @@ class Measurer:
                                         log_dir=self.log_dir)
             stopped_redis.start()
             redis_url = stopped_redis.url
-        server = make_server(config, log_dir=self.log_dir, database_url=self.database_url,
-                             redis_url=redis_url, limit_body=self.limit_body,
-                             peer_prefix=f"peer-r{round_no}-{time.monotonic_ns()}")
+        names = instances.NAMES[:config.instances] if config.instances > 1 else ("",)
+        servers = [make_server(config, log_dir=self.log_dir, database_url=self.database_url,
+                               redis_url=redis_url, limit_body=self.limit_body,
+                               peer_prefix=f"peer-r{round_no}-{time.monotonic_ns()}",
+                               instance=f"-{name}" if name else "") for name in names]
+        server = servers[0]
         try:
-            server.start()
+            for each in servers:
+                each.start()
             notes: list[str] = []
             self.read_header = ""
             if config.kind == "service" and config.cache == "off":
@@ -126,7 +150,10 @@ class Measurer:
             if stopped_redis is not None:
                 notes = self._stop_redis(server, stopped_redis)
             for workload in workloads or config.workloads:
-                record = self._measure(config, server, workload, round_no)
+                if len(servers) > 1:
+                    record = instances.measure_mixed(self, config, servers, round_no)
+                else:
+                    record = self._measure(config, server, workload, round_no)
                 record.notes += notes
                 records.append(record)
                 log.info("%-24s %-6s round %d: %8.0f req/s p50 %6.2f ms p99 %7.2f ms "
@@ -135,7 +162,8 @@ class Measurer:
                          record.result["latency_ms"]["p99"], record.result["error_total"],
                          record.result["hit_rate"])
         finally:
-            server.stop()
+            for each in servers:
+                each.stop()
             if stopped_redis is not None:
                 stopped_redis.stop()
 
@@ -212,11 +240,11 @@ class Measurer:
                     # A write bumps the feed's generation: entries stored by earlier runs with
                     # the same cursors can no longer be served, so every request misses.
                     items = self.items(client)
-                    write_version(client, items[0], self._version())
+                    write_version(client, items[0], self.new_version())
                 paths = files.misses
             else:
                 items = self.items(client)
-                base = self._version()
+                base = self.new_version()
                 for item in items:
                     write_version(client, item, base)
                 if config.cache != "off":
@@ -233,7 +261,7 @@ class Measurer:
                 paths = files.mixed
         watch_routes = workload == "mixed" and cached
         misses_before = route_misses(server) if watch_routes else {}
-        watch_redis = config.kind == "service" and config.cache == "redis"
+        watch_redis = config.uses_redis
         before = command_calls(self.redis_main.url) if watch_redis else {}
         # Writes of the mixed workload leave PostgreSQL busy for a while (autovacuum):
         # let that (and other tenants) settle before every measured run, not just per server.
@@ -248,11 +276,14 @@ class Measurer:
                         redis_commands=commands, notes=notes, server_cpu_s=round(cpu, 3),
                         cpu_busy_before=round(busy, 2),
                         route_misses=misses)
+        if config.cache == "redis-hot":
+            record.hot = hot_stats(server)
         if stale_dir is not None:
             report = stale.check_dir(stale_dir, {i.id: base for i in self.files.items})
             record.stale = report.as_dict()
         return record
 
-    def _version(self) -> int:
+    def new_version(self) -> int:
+        """A version tag above every earlier one (a million apart: room for a run's writes)."""
         self.next_version += 1_000_000
         return self.next_version

@@ -8,7 +8,8 @@ from typing import Any
 
 from bench.stats import Summary, Target, ratio
 
-ORDER = ("limit", "peer", "no-cache", "memory", "redis", "redis-stopped")
+ORDER = ("limit", "peer", "no-cache", "memory", "redis", "redis-hot", "redis-hot-2i",
+         "redis-stopped")
 WORKLOAD_TITLES = {"hits": "All hits (the feed's first page, one URL)",
                    "misses": "All misses (a new cursor on every request)",
                    "mixed": "Mixed (Zipf over the cached routes, 5% writes, stale-read check)"}
@@ -56,14 +57,71 @@ def targets_table(targets: list[Target]) -> str:
 
 def _stale_table(summaries: Mapping[tuple[str, int, str], Summary]) -> str:
     lines = ["| configuration | workers | writes acknowledged | reads of written posts checked |"
-             " stale reads | hit rate | cache misses per write |", "|---|---|---|---|---|---|---|"]
+             " stale reads | stale reads beyond 5 ms | hit rate | cache misses per write |",
+             "|---|---|---|---|---|---|---|---|"]
     for s in _sorted(summaries, "mixed"):
         if s.stale_reads is not None:
             per_write = f"{s.misses / s.writes:.1f}" if s.writes and s.hit_rate is not None else ""
+            checked = f"{s.reads_checked}"
+            if s.stale_by_source:
+                checked += " (" + ", ".join(f"{k}: {v.get('reads_checked', 0)}" for k, v in
+                                            sorted(s.stale_by_source.items())) + ")"
+            late = "" if s.stale_beyond_grace is None else str(s.stale_beyond_grace)
             lines.append(f"| {s.config} | {s.workers} | {s.writes_acknowledged} | "
-                         f"{s.reads_checked} | {s.stale_reads} | {_pct(s.hit_rate)} | "
+                         f"{checked} | {s.stale_reads} | {late} | {_pct(s.hit_rate)} | "
                          f"{per_write} |")
     return "\n".join(lines)
+
+
+def _share(s: Summary) -> str:
+    if not s.requests:
+        return "n/a"
+    return f"{s.writes:,} writes, {100 * s.writes / s.requests:.1f}% of all {s.requests:,} requests"
+
+
+def _instances_section(summaries: Mapping[tuple[str, int, str], Summary]) -> list[str]:
+    """Two instances: the cross-instance stale check and the invalidation delay probe."""
+    rows = [s for s in summaries.values() if s.stale_by_source or s.probe]
+    out: list[str] = []
+    for s in rows:
+        out += [f"## Two instances ({s.config}: 1 worker each, one Redis, one PostgreSQL)", "",
+                "Two `python app.py` processes on their own ports, each driven by its own wrk at "
+                "the same time (`-t8 -c8` each): A's wrk writes (every 10th of its requests a "
+                f"PATCH: {_share(s)}; A, which serves the writes, answers fewer requests than "
+                "B), B's only reads. Both logs are checked "
+                "together on one clock (`CLOCK_MONOTONIC`, shared by every process on this "
+                "machine): every read on B is compared with the last write acknowledged on A "
+                "before the read was sent. Requests/s above is the sum of both; each latency "
+                "percentile is the worse of the two.", ""]
+        if s.stale_by_source:
+            out += ["| instance | reads of written posts checked | stale reads | "
+                    "stale reads beyond 5 ms |", "|---|---|---|---|"]
+            out += [f"| {name} | {c.get('reads_checked', 0)} | {c.get('stale_reads', 0)} | "
+                    f"{c.get('stale_beyond_grace', 0)} |"
+                    for name, c in sorted(s.stale_by_source.items())]
+            out.append("")
+        pr = s.probe
+        if pr:
+            delays = ("no write was seen" if pr.get("p50_ms") is None else
+                      f"p50 {pr['p50_ms']:.2f} ms, p99 {pr['p99_ms']:.2f} ms, "
+                      f"max {pr['max_ms']:.2f} ms (that read was sent p50 "
+                      f"{pr.get('sent_p50_ms', 0):.2f} ms, p99 {pr.get('sent_p99_ms', 0):.2f} "
+                      f"ms, max {pr.get('sent_max_ms', 0):.2f} ms after the ack)")
+            out += ["Invalidation delay, A to B (`bench/probe.py`, under the same two-instance "
+                    "load, not logged): the probe PATCHes a post of its own on A, then GETs it "
+                    "on B back to back until B shows the new version; the delay runs from A's "
+                    "acknowledgement to the end of the first read on B that showed it (so it "
+                    "includes that read's own round trip).", "",
+                    f"- {pr['writes']} writes ({pr['warm_hits']} with the post a hit on B just "
+                    f"before), {pr['reads']} reads of B after them: {delays}; "
+                    f"{pr['never_seen']} never seen within 2 s;",
+                    f"- reads on B that showed the old content although sent after the ack: "
+                    f"{pr['old_reads_after_ack']}; of those sent more than "
+                    f"{pr['late_ms']:.0f} ms after it: {pr['late_old_reads']}. With no old "
+                    "read after the ack, the delay is the time B took to answer the first read "
+                    "(a miss on B: the write cleared its entry), not time B served old "
+                    "content.", ""]
+    return out
 
 
 def _route_misses_table(summaries: Mapping[tuple[str, int, str], Summary]) -> str:
@@ -180,8 +238,21 @@ def markdown(*, summaries: Mapping[tuple[str, int, str], Summary], targets: list
                   route_table, "",
                   "`/api/posts` covers the feed's pages (every PATCH clears all of them: a "
                   "page's posts are only known after its query ran) and the authors' lists.", ""]
+    lines += _instances_section(summaries)
     lines += ["## Redis commands per request (`INFO commandstats`)", "",
-              _commands_table(summaries), ""]
+              _commands_table(summaries), "",
+              "`redis` runs with `CACHE_LOCAL=false` (every hit one `MGET`); `redis-hot` with "
+              "the hot tier on (`CACHE_LOCAL=true`, the default): a hit the worker's tier "
+              "serves sends no command; what remains is the invalidation channel's heartbeat "
+              "(`ping`, one a second per worker) and the odd expiry. `redis-stopped` keeps the "
+              "default; its Redis is stopped before the runs, so neither tier is in use.", ""]
+    hot = [s for s in summaries.values() if s.hot_hits is not None and s.workload == "hits"]
+    if hot:
+        lines += ["Hot-tier hits counted by `/health/cache` after the all-hits run (the "
+                  "answering worker's count since it started, warm-up included; the largest of "
+                  "the rounds): " + ", ".join(f"{s.workers} worker(s) {s.hot_hits:,}"
+                                              for s in sorted(hot, key=lambda s: s.workers)),
+                  ""]
     lines += _growth_section(growth)
     lines += _profile_section(profile)
     notes = meta.get("notes") or []

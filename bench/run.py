@@ -139,13 +139,8 @@ def _parser() -> argparse.ArgumentParser:
 def render(path: Path, out: Path) -> int:
     """Re-write latest.md/.png/.json from a saved run (e.g. after a report change)."""
     saved = json.loads(path.read_text())
-    records = saved["records"]
-    summaries = stats.summarise(records)
-    growth_results = saved.get("growth") or {}
-    write_results(out, summaries=summaries,
-                  targets=stats.check_targets(summaries, growth_results),
-                  growth=growth_results, profile=saved.get("profile"), meta=saved["meta"],
-                  records=records)
+    write_results(out, growth=saved.get("growth") or {}, profile=saved.get("profile"),
+                  meta=saved["meta"], records=saved["records"])
     return 0
 
 
@@ -189,27 +184,38 @@ def main(argv: list[str] | None = None) -> int:
                 order = configs if round_no % 2 else list(reversed(configs))
                 for config in order:
                     run_with_retry(measurer, config, round_no, records, notes)
+                if round_no < plan.rounds:
+                    # A run stopped later (the machine is shared, a full run is long) still
+                    # leaves the rounds it finished; the final write replaces this one.
+                    write_results(args.out, records=[asdict(r) for r in records], growth={},
+                                  profile=None, meta=_meta(
+                                      argv, plan, started, seed_text, load_start, db, records,
+                                      [*notes, f"PARTIAL: {round_no} of {plan.rounds} rounds; "
+                                       "growth, flood and profile not run"], round_no))
             extra, profile = _extras(args, plan, db, files, log_dir, raw_dir, limit_body,
                                      redis_main, notes)
         for record in records:
             notes += [n for n in record.notes if n.startswith(("WARNING", "after stopping"))
                       and n not in notes]
-        record_dicts = [asdict(r) for r in records]
-        summaries = stats.summarise(record_dicts)
-        targets = stats.check_targets(summaries, extra)
-        meta = {"started": started, "command": " ".join(["python -m bench.run", *(
-            argv if argv is not None else sys.argv[1:])]), "rounds": plan.rounds,
-            "duration": plan.duration,
-            "warmup": plan.warmup, "mixed_threads": MIXED_THREADS, "seed": seed_text,
-            "load_start": load_start, "load_end": _load(), "notes": notes,
-            "cpu_busy": _median_busy(records),
-            "machine": machine.describe(PEER_VENV / "bin" / "python", db.server_version())}
-        write_results(args.out, summaries=summaries, targets=targets, growth=extra,
-                      profile=profile, meta=meta, records=record_dicts)
+        write_results(args.out, records=[asdict(r) for r in records], growth=extra,
+                      profile=profile, meta=_meta(argv, plan, started, seed_text, load_start,
+                                                  db, records, notes, plan.rounds))
     finally:
         if not args.keep and not args.database:
             db.drop()
     return 0
+
+
+def _meta(argv: list[str] | None, plan: Plan, started: str, seed_text: str, load_start: str,
+          db: BenchDatabase, records: list[Record], notes: list[str],
+          rounds: int) -> dict[str, Any]:
+    return {"started": started, "command": " ".join(["python -m bench.run", *(
+        argv if argv is not None else sys.argv[1:])]), "rounds": rounds,
+        "duration": plan.duration,
+        "warmup": plan.warmup, "mixed_threads": MIXED_THREADS, "seed": seed_text,
+        "load_start": load_start, "load_end": _load(), "notes": notes,
+        "cpu_busy": _median_busy(records),
+        "machine": machine.describe(PEER_VENV / "bin" / "python", db.server_version())}
 
 
 def run_with_retry(measurer: Measurer, config: Config, round_no: int, records: list[Record],
@@ -267,10 +273,11 @@ def _extras(args: argparse.Namespace, plan: Plan, db: BenchDatabase, files: Any,
     return extra, profile
 
 
-def write_results(out: Path, *, summaries: dict[tuple[str, int, str], stats.Summary],
-                  targets: list[stats.Target], growth: dict[str, Any],
-                  profile: dict[str, Any] | None, meta: dict[str, Any],
-                  records: list[dict[str, Any]]) -> None:
+def write_results(out: Path, *, growth: dict[str, Any], profile: dict[str, Any] | None,
+                  meta: dict[str, Any], records: list[dict[str, Any]]) -> None:
+    """Summarise ``records``, check the targets and write latest.md/.png/.json."""
+    summaries = stats.summarise(records)
+    targets = stats.check_targets(summaries, growth)
     out.mkdir(parents=True, exist_ok=True)
     (out / "latest.md").write_text(report.markdown(summaries=summaries, targets=targets,
                                                    growth=growth, profile=profile, meta=meta))
@@ -282,7 +289,7 @@ def write_results(out: Path, *, summaries: dict[tuple[str, int, str], stats.Summ
     log.info("Wrote %s, latest.png and latest.json", out / "latest.md")
     for target in targets:
         log.info("target %-55s %-22s (%s) %s", target.name, target.measured, target.required,
-                 "met" if target.met else "NOT met")
+                 "n/a" if target.met is None else "met" if target.met else "NOT met")
 
 
 if __name__ == "__main__":

@@ -53,6 +53,8 @@ class WorkloadFiles:
     misses_warmup: Path
     """Other cursors than ``misses``: the all-misses warm-up runs the handler as the measured
     run will, without storing an entry the measured run could hit (even in the peer)."""
+    probe: WritablePost | None = None
+    """A post no wrk thread writes, by an author of its own: the invalidation delay probe's."""
 
     def items_file(self, items: list[WritablePost], base_version: int) -> Path:
         """The ``id token base_version`` lines ``lua/mixed.lua`` reads (items with tokens)."""
@@ -122,6 +124,14 @@ def writable_posts(db: BenchDatabase, *, authors: int = 16,
     return [WritablePost(ids[i], name) for i in range(per_author) for name, ids in picked.items()]
 
 
+def probe_post(db: BenchDatabase, items: list[WritablePost]) -> WritablePost:
+    """A post by an author none of ``items`` has (the probe's writes clear other entries)."""
+    rows = db.fetch("SELECT p.id, u.username FROM posts p JOIN users u ON u.id = p.author_id "
+                    "WHERE NOT (u.username = ANY($1::text[])) ORDER BY p.id LIMIT 1",
+                    sorted({i.username for i in items}))
+    return WritablePost(rows[0]["id"], rows[0]["username"])
+
+
 def login(client: Client, username: str) -> str:
     reply = client.request("POST", "/api/auth/login",
                            body={"username": username, "password": SEED_PASSWORD})
@@ -173,4 +183,4 @@ def build(db: BenchDatabase, directory: Path, *, sequence_length: int, scale: fl
     log.info("Workloads: %d miss URLs, %d mixed URLs (Zipf s=%.1f), %d written posts",
              misses.read_text().count("\n"), len(ranked), s, len(items))
     return WorkloadFiles(directory, hits, misses, mixed, universe_file, items, len(ranked),
-                         misses_warmup)
+                         misses_warmup, probe_post(db, items))

@@ -51,5 +51,27 @@ def test_markdown_renders_every_section_without_growth_or_profile() -> None:
                     "## Notes", "## Versions"):
         assert heading in text
     assert "| Redis hit: req/s vs the limit | 0.50x | >= 0.50x | yes |" in text
-    assert "| redis | 1 | 400 | 50 | 0 | 93.3% | 1.2 |" in text  # 500 misses / 400 writes
+    assert "| redis | 1 | 400 | 50 | 0 |  | 93.3% | 1.2 |" in text  # 500 misses / 400 writes
     assert "## All misses" not in text  # no such workload in these results
+
+
+def test_two_instances_get_their_own_section_with_the_probe() -> None:
+    stale = {"stale_reads": 1, "reads_checked": 60, "writes_acknowledged": 40,
+             "grace_us": 5000, "stale_beyond_grace": 0,
+             "by_source": {"A": {"reads_checked": 20, "stale_reads": 0, "stale_beyond_grace": 0},
+                           "B": {"reads_checked": 40, "stale_reads": 1,
+                                 "stale_beyond_grace": 0}}}
+    probe = {"writes": 2, "seen": 2, "never_seen": 0, "reads": 3, "old_reads_after_ack": 1,
+             "late_old_reads": 0, "late_ms": 5.0, "warm_hits": 2, "delays_ms": [1.5, 2.5]}
+    records = [*RECORDS, _record("redis-hot-2i", "mixed", 2000, hit=9000, miss=500, writes=400)
+               | {"stale": stale, "probe": probe}]
+    summaries = summarise(records)
+    text = markdown(summaries=summaries, targets=check_targets(summaries, None), growth={},
+                    profile=None, meta=META)
+    assert "## Two instances (redis-hot-2i" in text
+    assert "| B | 40 | 1 | 0 |" in text
+    assert "400 writes, 2.5% of all 16,000 requests" in text
+    assert "60 (A: 20, B: 40)" in text
+    assert "p50 1.50 ms, p99 2.50 ms, max 2.50 ms" in text
+    assert "| 2 instances: stale reads beyond 5 ms (wrk logs, writes on A) | 0 of 60 checked " \
+           "reads (40 on B) | 0 | yes |" in text

@@ -162,3 +162,86 @@ def test_route_misses_add_up_over_rounds_and_report_per_write() -> None:
     table = _route_misses_table({summary_key: summary
                                  for summary_key in [("redis", 1, "mixed")]})
     assert "| redis | 1 | 1.00 | 0.50 | 1.50 |" in table
+
+
+def test_hot_tier_targets() -> None:
+    targets = _targets([
+        _record("limit", "hits", 10_000, p99=8),
+        _record("redis-hot", "hits", 9_000, p99=11, commands={"ping": 8}),
+        _record("redis-hot", "mixed", 900, hits=96, misses=4, stale=0),
+        _record("redis-hot", "mixed", 1200, workers=2, hits=95, misses=5, stale=0),
+    ])
+    assert targets["L1 (redis-hot) hit: req/s vs the limit"].met is True  # 0.90x
+    assert targets["L1 (redis-hot) hit: p99 vs the limit's p99"].met is True  # 1.375x
+    assert "L1 (redis-hot) hit: server CPU per request vs the limit" not in targets  # no CPU
+    assert targets["Redis commands per L1 (redis-hot) hit"].measured == "0.0001"
+    assert targets["Redis commands per L1 (redis-hot) hit"].met is True
+    assert targets["Mixed (redis-hot): hit rate with 5% writes"].met is True
+    rate = targets["Mixed (redis-hot): hit rate, 2 workers vs 1"]
+    assert rate.measured == "95.0% vs 96.0%"
+    assert rate.met is False
+
+
+def test_hot_tier_targets_missed() -> None:
+    targets = _targets([
+        _record("limit", "hits", 10_000, p99=8),
+        _record("redis-hot", "hits", 8_000, p99=13, commands={"mget": 80_000}),
+    ])
+    assert targets["L1 (redis-hot) hit: req/s vs the limit"].met is False  # 0.80x
+    assert targets["L1 (redis-hot) hit: p99 vs the limit's p99"].met is False  # 1.625x
+    assert targets["Redis commands per L1 (redis-hot) hit"].met is False
+
+
+def test_hot_hit_cpu_per_request_is_checked_against_the_limit() -> None:
+    def cpu(record: dict[str, Any], seconds: float) -> dict[str, Any]:
+        return record | {"server_cpu_s": seconds}
+
+    # 100,000 requests each: 1.0 s is 10 us per request.
+    targets = _targets([cpu(_record("limit", "hits", 10_000), 1.0),
+                        cpu(_record("redis-hot", "hits", 10_000), 1.15)])
+    target = targets["L1 (redis-hot) hit: server CPU per request vs the limit"]
+    assert (target.measured, target.met) == ("1.15x", True)
+    targets = _targets([cpu(_record("limit", "hits", 10_000), 1.0),
+                        cpu(_record("redis-hot", "hits", 10_000), 1.25)])
+    assert targets["L1 (redis-hot) hit: server CPU per request vs the limit"].met is False
+
+
+def _pair(stale: dict[str, Any], probe: dict[str, Any]) -> dict[str, Any]:
+    return _record("redis-hot-2i", "mixed", 1000, hits=90, misses=10) | {
+        "stale": stale, "probe": probe}
+
+
+def _probe(late: int, delays: list[float]) -> dict[str, Any]:
+    return {"writes": len(delays), "seen": len(delays), "never_seen": 0, "reads": 2 * len(delays),
+            "old_reads_after_ack": late, "late_old_reads": late, "late_ms": 5.0,
+            "warm_hits": len(delays), "delays_ms": delays}
+
+
+def _stale(beyond: int, on_b: int = 50) -> dict[str, Any]:
+    return {"stale_reads": beyond, "reads_checked": 100, "writes_acknowledged": 10,
+            "grace_us": 5000, "stale_beyond_grace": beyond,
+            "by_source": {"B": {"reads_checked": on_b, "stale_reads": beyond,
+                                "stale_beyond_grace": beyond}}}
+
+
+def test_two_instance_targets_pool_the_rounds() -> None:
+    targets = _targets([_pair(_stale(0), _probe(0, [1.0, 2.0])),
+                        {**_pair(_stale(0), _probe(0, [3.0, 40.0])), "round": 2}])
+    stale = targets["2 instances: stale reads beyond 5 ms (wrk logs, writes on A)"]
+    assert (stale.measured, stale.met) == ("0 of 200 checked reads (100 on B)", True)
+    late = targets["2 instances: probe reads on B sent > 5 ms after the ack on A showing old "
+                   "content"]
+    assert (late.measured, late.met) == ("0 of 8 reads after 4 writes", True)
+    delay = targets["2 instances: invalidation delay on B (ack on A to first new read), "
+                    "p50/p99/max"]
+    assert delay.measured == "2.00 / 40.00 / 40.00 ms"
+    assert delay.met is None
+
+
+def test_two_instance_targets_fail_on_late_stale_reads_or_no_reads_on_b() -> None:
+    targets = _targets([_pair(_stale(1), _probe(2, [1.0]))])
+    assert targets["2 instances: stale reads beyond 5 ms (wrk logs, writes on A)"].met is False
+    assert targets["2 instances: probe reads on B sent > 5 ms after the ack on A showing old "
+                   "content"].met is False
+    targets = _targets([_pair(_stale(0, on_b=0), _probe(0, [1.0]))])
+    assert targets["2 instances: stale reads beyond 5 ms (wrk logs, writes on A)"].met is False
