@@ -245,9 +245,10 @@ class RssSampler:
 def service(name: str, *, workers: int, database_url: str, redis_url: str | None,
             log_dir: Path, env: Mapping[str, str] | None = None,
             drop_env: Iterable[str] = ()) -> Server:
-    """A not-yet-started ``python app.py`` with the Redis cache (or the memory cache when
-    ``redis_url`` is None), its open-file limit raised, ``env`` added to its environment."""
-    cache = "redis" if redis_url else "memory"
+    """A not-yet-started ``python app.py`` with the Redis cache and its hot tier, the default
+    (or the memory cache when ``redis_url`` is None), its open-file limit raised, ``env`` added
+    to its environment."""
+    cache = "redis-hot" if redis_url else "memory"
     port = free_port()
     full_env = service_env(Config(name, "service", workers, cache), port=port,
                            database_url=database_url, redis_url=redis_url)
