@@ -58,11 +58,11 @@ _LOST: tuple[type[BaseException], ...] = (
 def _read_only(args: tuple[Any, ...]) -> bool:
     if not args or not isinstance(args[0], str):
         return False
-    head = args[0].lstrip()[:12].upper()
-    return head.startswith("SELECT") or (head.startswith("WITH") and
-                                         "INSERT" not in args[0].upper() and
-                                         "UPDATE" not in args[0].upper() and
-                                         "DELETE" not in args[0].upper())
+    statement = args[0].lstrip().upper()
+    if statement.startswith("SELECT"):
+        return True
+    return statement.startswith("WITH") and not any(
+        verb in statement for verb in ("INSERT", "UPDATE", "DELETE"))
 
 
 def _retryable(exc: BaseException, args: tuple[Any, ...]) -> bool:

@@ -17,7 +17,6 @@ from tests.app_process import clean_env, service
 from tests.server import free_port, running
 
 ROOT = Path(__file__).resolve().parents[2]
-_env = clean_env
 
 
 def _listen_backlog(port: int) -> int:
@@ -53,7 +52,7 @@ def test_the_default_backlog_is_not_sanics_100(tmp_path: Path) -> None:
 def test_a_real_database_without_secret_key_refuses_to_start(tmp_path: Path) -> None:
     result = subprocess.run(
         [sys.executable, "app.py"], cwd=ROOT, capture_output=True, text=True, timeout=60,
-        env=_env(PORT=str(free_port()), DATABASE_URL="postgres://u:pw@127.0.0.1:1/db"))
+        env=clean_env(PORT=str(free_port()), DATABASE_URL="postgres://u:pw@127.0.0.1:1/db"))
     assert result.returncode != 0
     assert "SECRET_KEY must be set when DATABASE_URL is not the embedded SQLite default" \
         in result.stderr + result.stdout
