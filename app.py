@@ -25,6 +25,7 @@ from handlers.responses import dumps
 from models.db import describe_database, register_database
 from models.seed import register_demo_seed
 from observability.logging import configure_logging
+from serving import accept
 from settings import Settings, settings_warnings
 
 log = logging.getLogger("app")
@@ -106,12 +107,26 @@ def _warn_generated_key() -> None:
                 "survive a restart (set SECRET_KEY in production)")
 
 
+def serving_app(settings: Settings) -> Sanic:
+    """The app as each worker of ``python app.py`` builds it, with its event loop set up.
+
+    Sanic's workers are new processes that build the app from this factory and only then make
+    their event loop: the uvloop policy installed here (kept by Sanic, as it is uvloop's) gives
+    them loops that accept every waiting connection per pass (``serving.accept``).
+    """
+    app = create_app(settings)
+    # SANIC_USE_UVLOOP=false keeps asyncio's own loop, which accepts greedily already.
+    if settings.accept_all and app.config.USE_UVLOOP is not False:
+        accept.install()
+    return app
+
+
 def main() -> None:
     settings = Settings.from_env()
     configure_logging(settings.log_level)
     if settings.secret_key_generated:
         _warn_generated_key()
-    loader = AppLoader(factory=partial(create_app, settings))
+    loader = AppLoader(factory=partial(serving_app, settings))
     app = loader.load()
     app.prepare(host=settings.host, port=settings.port, workers=settings.workers,
                 debug=settings.debug, access_log=False, backlog=settings.backlog)

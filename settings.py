@@ -137,6 +137,10 @@ class Settings:
     """``BACKLOG``: connections the kernel queues before ``accept`` (Sanic's own default, 100,
     drops SYNs under 1,000 concurrent clients, who then retry after 1, 3 and 7 s). Capped by
     the kernel's ``net.core.somaxconn``."""
+    accept_all: bool = True
+    """``ACCEPT_ALL``: each worker of ``python app.py`` accepts every waiting connection per
+    event-loop pass (``serving.accept``); libuv alone takes one per pass, which under load
+    leaves new connections queued for seconds. ``false`` restores libuv's own accept."""
     proxies_count: int | None = None
     """``PROXIES_COUNT``: trusted reverse proxies in front of the service (1 on Render, Railway
     and Heroku), so ``X-Forwarded-For`` gives the real client address; unset trusts none."""
@@ -191,6 +195,7 @@ class Settings:
             debug=_bool(env, "DEBUG", cls.debug),
             log_level=_log_level(env, cls.log_level),
             backlog=_int(env, "BACKLOG", cls.backlog, minimum=1),
+            accept_all=_bool(env, "ACCEPT_ALL", cls.accept_all),
             database_retry_seconds=_float(env, "DATABASE_RETRY_SECONDS",
                                           cls.database_retry_seconds),
             proxies_count=_int(env, "PROXIES_COUNT", 0, minimum=0) if proxies else None,
@@ -221,7 +226,8 @@ class Settings:
 SERVICE_ENV_NAMES = frozenset({
     "HOST", "PORT", "WORKERS", "DATABASE_URL", "REDIS_URL", "REDIS_PRIVATE_URL", "SECRET_KEY",
     "TOKEN_TTL_SECONDS", "REQUEST_MAX_SIZE", "CACHE_ENABLED", "SEED_DEMO", "DEBUG", "LOG_LEVEL",
-    "BACKLOG", "DATABASE_RETRY_SECONDS", "PROXIES_COUNT", "FORWARDED_SECRET", "METRICS_TOKEN",
+    "BACKLOG", "ACCEPT_ALL", "DATABASE_RETRY_SECONDS", "PROXIES_COUNT", "FORWARDED_SECRET",
+    "METRICS_TOKEN",
     "AUTH_MAX_CONCURRENT_HASHES", "AUTH_MAX_WAITING_HASHES", "LOGIN_RATE_PER_CLIENT",
     "LOGIN_RATE_PER_USERNAME",
 })
