@@ -13,11 +13,11 @@ from functools import partial
 from sanic import Sanic
 from sanic.worker.loader import AppLoader
 from sanic_ext.extensions.http.extension import HTTPExtension
-from sanic_ext.extensions.openapi.extension import OpenAPIExtension
 
 from handlers import blueprints
 from handlers.auth import install_login_guards
 from handlers.docs import describe_security
+from handlers.docs_ui import LocalUIOpenAPIExtension
 from handlers.errors import install_error_handler
 from cache_rules import install_service_cache
 from handlers.metrics import CacheMetricsObserver, install_metrics
@@ -59,9 +59,12 @@ def create_app(settings: Settings | None = None, *, cache_backend: object | None
     app.config.update(
         REQUEST_MAX_SIZE=settings.request_max_size,
         FALLBACK_ERROR_FORMAT="json",
-        OAS_UI_DEFAULT="swagger",
+        # sanic-ext serves the description (/docs/openapi.json); the Swagger UI page is
+        # handlers.docs_ui, with its assets served locally (sanic-ext's loads them from a CDN).
+        OAS_UI_DEFAULT=None,
         OAS_URL_PREFIX="/docs",
         OAS_UI_REDOC=False,
+        OAS_UI_SWAGGER=False,
         CORS=False,
         # The real client address behind Render's, Railway's or Heroku's proxy (login limits).
         PROXIES_COUNT=settings.proxies_count,
@@ -72,7 +75,7 @@ def create_app(settings: Settings | None = None, *, cache_backend: object | None
     # HEAD stays: the cache answers HEAD from the GET entry.
     # Only the extensions the service uses: sanic-ext's dependency injection dispatches a
     # signal on every request (about 8% of a cache hit's time) and nothing here injects.
-    app.extend(extensions=[OpenAPIExtension, HTTPExtension], built_in_extensions=False,
+    app.extend(extensions=[LocalUIOpenAPIExtension, HTTPExtension], built_in_extensions=False,
                config={"oas_autodoc": True, "http_auto_options": False})
     app.ext.openapi.describe(
         "Sanic cached API",
