@@ -25,6 +25,7 @@ from handlers.responses import dumps
 from models.db import describe_database, register_database
 from models.seed import register_demo_seed
 from observability.logging import configure_logging
+from observability.request_id import install_request_id
 from serving import accept
 from settings import Settings, settings_warnings
 
@@ -87,6 +88,7 @@ def create_app(settings: Settings | None = None, *, cache_backend: object | None
     )
     describe_security(app)
     install_error_handler(app)
+    install_request_id(app)
     register_database(app, settings.database_url, retry_seconds=settings.database_retry_seconds)
     if settings.seed_demo:
         register_demo_seed(app, settings.database_url)
