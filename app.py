@@ -16,6 +16,7 @@ from sanic_ext.extensions.http.extension import HTTPExtension
 
 from handlers import blueprints
 from handlers.auth import install_login_guards
+from handlers.cors import install_cors
 from handlers.docs import describe_security
 from handlers.docs_ui import LocalUIOpenAPIExtension
 from handlers.errors import install_error_handler
@@ -66,18 +67,19 @@ def create_app(settings: Settings | None = None, *, cache_backend: object | None
         OAS_URL_PREFIX="/docs",
         OAS_UI_REDOC=False,
         OAS_UI_SWAGGER=False,
+        # sanic-ext's CORS stays off: handlers.cors (CORS_ORIGINS) keeps the cache working.
         CORS=False,
         # The real client address behind Render's, Railway's or Heroku's proxy (login limits).
         PROXIES_COUNT=settings.proxies_count,
         FORWARDED_SECRET=settings.forwarded_secret,
     )
     app.ctx.settings = settings
-    # CORS is off, so the automatic OPTIONS routes would only cost start-up time; automatic
-    # HEAD stays: the cache answers HEAD from the GET entry.
+    # The automatic OPTIONS routes answer CORS preflights; without CORS they would only cost
+    # start-up time. Automatic HEAD stays: the cache answers HEAD from the GET entry.
     # Only the extensions the service uses: sanic-ext's dependency injection dispatches a
     # signal on every request (about 8% of a cache hit's time) and nothing here injects.
     app.extend(extensions=[LocalUIOpenAPIExtension, HTTPExtension], built_in_extensions=False,
-               config={"oas_autodoc": True, "http_auto_options": False})
+               config={"oas_autodoc": True, "http_auto_options": bool(settings.cors_origins)})
     app.ext.openapi.describe(
         "Sanic cached API",
         version="0.1.0",
@@ -89,6 +91,8 @@ def create_app(settings: Settings | None = None, *, cache_backend: object | None
     describe_security(app)
     install_error_handler(app)
     install_request_id(app)
+    if settings.cors_origins:
+        install_cors(app, settings.cors_origins)
     register_database(app, settings.database_url, retry_seconds=settings.database_retry_seconds)
     if settings.seed_demo:
         register_demo_seed(app, settings.database_url)

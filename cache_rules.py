@@ -147,6 +147,10 @@ def install_service_cache(app: Sanic[Any, Any], settings: Settings,
     """
     if backend is not None and not isinstance(backend, CacheBackend):
         raise TypeError(f"cache_backend must implement CacheBackend, got {type(backend)!r}")
-    cache_settings = replace(CacheSettings.from_env(), redis_url=settings.redis_url)
+    # With CORS on, every response varies on Origin, but only in headers handlers.cors adds
+    # per request (hits included) and a record never keeps: the entry is the same for all.
+    cache_settings = replace(
+        CacheSettings.from_env(), redis_url=settings.redis_url,
+        vary_handled=frozenset({"origin"}) if settings.cors_origins else frozenset())
     return install_cache(app, rules=CACHE_RULES, settings=cache_settings, backend=backend,
                          identify=identify, observer=observer)

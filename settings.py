@@ -10,6 +10,7 @@ from __future__ import annotations
 import difflib
 import logging
 import os
+import re
 import secrets
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -82,6 +83,31 @@ def _log_level(env: Mapping[str, str], default: str) -> str:
         raise SettingsError(
             f"LOG_LEVEL must be DEBUG, INFO, WARNING, ERROR or CRITICAL, got {raw!r}")
     return raw
+
+
+_ORIGIN = re.compile(r"https?://(?:[a-z0-9-]+(?:\.[a-z0-9-]+)*|\[[0-9a-f:.]+\])(?::[0-9]{1,5})?")
+
+
+def _cors_origins(raw: str) -> tuple[str, ...]:
+    """``CORS_ORIGINS``: ``*`` or comma-separated origins as browsers send them
+    (``scheme://host[:port]``, lower case, no path or trailing slash)."""
+    raw = raw.strip()
+    if not raw:
+        return ()
+    origins = tuple(dict.fromkeys(part.strip() for part in raw.split(",") if part.strip()))
+    if "*" in origins:
+        if len(origins) > 1:
+            raise SettingsError("CORS_ORIGINS is either * or a list of origins, not both")
+        return origins
+    for origin in origins:
+        # Browsers compare the Origin header exactly: "https://a.example/" or an upper-case
+        # host would never match, silently.
+        if not _ORIGIN.fullmatch(origin):
+            raise SettingsError(
+                "CORS_ORIGINS must be * or comma-separated origins such as "
+                f"https://app.example.com or http://localhost:5173 (lower case, no path), "
+                f"got {origin!r}")
+    return origins
 
 
 def normalise_database_url(url: str) -> str:
@@ -157,6 +183,9 @@ class Settings:
     """``LOGIN_RATE_PER_CLIENT``: login and registration attempts per client address."""
     login_rate_per_username: str = "10/minute"
     """``LOGIN_RATE_PER_USERNAME``: login attempts per username, from any address."""
+    cors_origins: tuple[str, ...] = ()
+    """``CORS_ORIGINS``: origins whose browser scripts may call the API (``handlers.cors``):
+    comma-separated ``scheme://host[:port]``, or ``*`` for any; empty: no CORS headers."""
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
@@ -209,6 +238,7 @@ class Settings:
                                         cls.login_rate_per_client),
             login_rate_per_username=_rate(env, "LOGIN_RATE_PER_USERNAME",
                                           cls.login_rate_per_username),
+            cors_origins=_cors_origins(env.get("CORS_ORIGINS", "")),
         )
 
     @property
@@ -229,7 +259,7 @@ SERVICE_ENV_NAMES = frozenset({
     "BACKLOG", "ACCEPT_ALL", "DATABASE_RETRY_SECONDS", "PROXIES_COUNT", "FORWARDED_SECRET",
     "METRICS_TOKEN",
     "AUTH_MAX_CONCURRENT_HASHES", "AUTH_MAX_WAITING_HASHES", "LOGIN_RATE_PER_CLIENT",
-    "LOGIN_RATE_PER_USERNAME",
+    "LOGIN_RATE_PER_USERNAME", "CORS_ORIGINS",
 })
 """Every variable ``Settings.from_env`` reads."""
 

@@ -196,7 +196,8 @@ class CacheHooks:
         body = response.body
         cache = self.cache
         if state.head or not isinstance(body, bytes) or not is_storable(
-                response.status, response.headers, len(body), cache.settings.max_body_bytes):
+                response.status, response.headers, len(body), cache.settings.max_body_bytes,
+                cache.settings.vary_handled):
             return None
         record = cache.make_record(
             found, status=response.status,

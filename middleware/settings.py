@@ -148,6 +148,12 @@ class CacheSettings:
     local_tier: bool = True
     """``CACHE_LOCAL``: with Redis, serve hits from each worker's hot tier (``middleware.hot``),
     coherent through the invalidation channel; false: every hit is one Redis round trip."""
+    vary_handled: frozenset[str] = frozenset()
+    """Request headers (lower case) a stored response may ``Vary`` on although the key does not
+    cover them, because the app adds their effect to every response, hits included, after the
+    cache and only in headers a record never keeps (``policy.STORED_HEADERS``): ``origin`` for
+    a CORS hook that computes ``Access-Control-Allow-Origin`` per request. Not read from the
+    environment: the app that installs such a hook sets it."""
 
     def __post_init__(self) -> None:
         if self.redis_url and not self.redis_url.startswith(("redis://", "rediss://", "unix://")):
