@@ -4,11 +4,12 @@ from __future__ import annotations
 
 import logging
 import sys
+import uuid
 
 import pytest
 
 from observability.logging import RedactingFormatter
-from observability.request_id import MAX_LENGTH, sane_request_id
+from observability.request_id import MAX_LENGTH, new_request_id, sane_request_id
 
 
 @pytest.mark.parametrize("value, sane", [
@@ -33,3 +34,11 @@ def test_the_id_follows_the_message_and_precedes_the_traceback() -> None:
     assert lines[-1] == "ValueError: boom"
     record.request_id = None
     assert RedactingFormatter().format(record).splitlines()[0].endswith("x: failed once")
+
+
+def test_generated_ids_are_uuid4_hex() -> None:
+    ids = {new_request_id() for _ in range(1000)}
+    assert len(ids) == 1000
+    for value in ids:
+        parsed = uuid.UUID(hex=value)
+        assert parsed.hex == value and parsed.version == 4 and parsed.variant == uuid.RFC_4122
