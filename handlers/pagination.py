@@ -70,12 +70,26 @@ class Cursor:
         lower_id: dict[str, Any] = {f"{key}__lt": self.id}
         return Q(**up_to) & (Q(**before) | Q(**lower_id))
 
+    def key(self) -> tuple[datetime, int]:
+        """``(created_at, id)``: the right-hand side of the raw statements' row comparison."""
+        return self.created_at, self.id
+
 
 def query_cursor(request: Request) -> Cursor | None:
     raw = request.args.get("cursor")
     if raw is None or not raw.strip():
         return None
     return Cursor.decode(raw.strip())
+
+
+def split_page(rows: list[dict[str, Any]],
+               limit: int) -> tuple[list[dict[str, Any]], str | None]:
+    """A page of ``limit`` items and the next page's cursor, from ``limit + 1`` fetched rows
+    (each with ``created_at`` and ``id``): the extra row only says another page exists."""
+    if len(rows) <= limit:
+        return rows, None
+    last = rows[limit - 1]
+    return rows[:limit], Cursor(last["created_at"], last["id"]).encode()
 
 
 async def paginate(request: Request, queryset: QuerySet[Any],
@@ -90,7 +104,4 @@ async def paginate(request: Request, queryset: QuerySet[Any],
     if cursor is not None:
         queryset = queryset.filter(cursor.older())
     rows = await queryset.order_by("-created_at", "-id").limit(limit + 1).values(*fields)
-    if len(rows) <= limit:
-        return rows, None
-    last = rows[limit - 1]
-    return rows[:limit], Cursor(last["created_at"], last["id"]).encode()
+    return split_page(rows, limit)

@@ -1,12 +1,11 @@
-"""Aggregate queries: per-user counts and job statistics, computed by the database.
+"""Aggregate queries: job statistics computed by the database, and the shape of user counts.
 
-Every function here issues a fixed number of queries whatever the number of rows: the counts of
-a page of users are three ``GROUP BY`` queries, never one query per user.
+Every function here issues a fixed number of queries whatever the number of rows.  The counts
+of users come with the users themselves (``models.profiles``).
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable
 from decimal import Decimal
 from typing import Any, TypedDict
 
@@ -14,8 +13,6 @@ from tortoise import connections
 from tortoise.functions import Count, Min
 
 from models.job import Job, JobTag
-from models.post import Post
-from models.user import Follow
 
 TOP_LOCATIONS = 10
 TOP_TAGS = 50
@@ -25,31 +22,6 @@ class UserCounts(TypedDict):
     followers_count: int
     following_count: int
     posts_count: int
-
-
-def _zero() -> UserCounts:
-    return {"followers_count": 0, "following_count": 0, "posts_count": 0}
-
-
-async def _grouped(queryset: Any, column: str) -> dict[int, int]:
-    rows = await queryset.group_by(column).annotate(n=Count("id")).values_list(column, "n")
-    return {int(key): int(n) for key, n in rows}
-
-
-async def user_counts(user_ids: Iterable[int]) -> dict[int, UserCounts]:
-    """followers_count, following_count and posts_count of each user, in three queries."""
-    ids = sorted(set(user_ids))
-    counts = {user_id: _zero() for user_id in ids}
-    if not ids:
-        return counts
-    followers = await _grouped(Follow.filter(followee_id__in=ids), "followee_id")
-    following = await _grouped(Follow.filter(follower_id__in=ids), "follower_id")
-    posts = await _grouped(Post.filter(author_id__in=ids), "author_id")
-    for user_id, entry in counts.items():
-        entry["followers_count"] = followers.get(user_id, 0)
-        entry["following_count"] = following.get(user_id, 0)
-        entry["posts_count"] = posts.get(user_id, 0)
-    return counts
 
 
 def _number(value: Any) -> float | int | None:
