@@ -23,14 +23,15 @@ class Statement:
     """One statement written with PostgreSQL's ``$n`` placeholders, and its SQLite spelling.
 
     SQLite accepts numbered ``?NNN`` parameters, so each ``$n`` becomes ``?n`` and the values
-    are passed in the same order to both drivers.
+    are passed in the same order to both drivers.  ``sqlite`` spells the statement differently
+    for SQLite where the two dialects differ (its placeholders are converted the same way).
     """
 
     __slots__ = ("postgres", "sqlite")
 
-    def __init__(self, sql: str) -> None:
+    def __init__(self, sql: str, sqlite: str | None = None) -> None:
         self.postgres = sql
-        self.sqlite = _NUMBERED.sub(r"?\1", sql)
+        self.sqlite = _NUMBERED.sub(r"?\1", sql if sqlite is None else sqlite)
 
     def __repr__(self) -> str:
         return f"Statement({self.postgres!r})"
