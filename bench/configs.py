@@ -1,7 +1,7 @@
 """The configurations a bench run starts: the service (cache off, memory, Redis without and with
 the hot tier, Redis stopped) with 1 and 2 workers, two 1-worker instances sharing one Redis and
-one PostgreSQL (the mixed workload only), the limit (bare Sanic) and the peer (FastAPI +
-fastapi-cache2)."""
+one PostgreSQL (the mixed workload only), the limit (bare Sanic), the raw reference (bare Sanic
+running the feed's SQL on asyncpg) and the peer (FastAPI + fastapi-cache2)."""
 
 from __future__ import annotations
 
@@ -20,6 +20,8 @@ PEER_VENV = ROOT / "bench" / ".venv-peer"
 SECRET_KEY = "bench-secret-" + secrets.token_hex(16)
 
 WORKLOADS = ("hits", "misses", "mixed")
+RAW = "raw-asyncpg"
+"""The raw reference's configuration name (``bench.raw_app``)."""
 
 
 @dataclass(frozen=True)
@@ -33,7 +35,7 @@ class Config:
     ``python app.py`` processes on their own ports, sharing Redis and PostgreSQL."""
 
     name: str
-    kind: str  # "service", "limit" or "peer"
+    kind: str  # "service", "limit", "raw" or "peer"
     workers: int = 1
     cache: str = "off"
     instances: int = 1
@@ -49,8 +51,8 @@ class Config:
             return ("mixed",)  # writes on one instance, reads on both: the coherence question
         if self.kind == "limit":
             return ("hits",)  # the same bytes for every URL: one workload is the whole story
-        if self.kind == "peer":
-            return ("hits", "misses")  # the peer has no write API to mix in
+        if self.kind in {"peer", "raw"}:
+            return ("hits", "misses")  # no write API to mix in
         return WORKLOADS
 
     @property
@@ -64,6 +66,7 @@ def all_configs(worker_counts: tuple[int, ...] = (1, 2)) -> list[Config]:
         configs += [
             Config("limit", "limit", workers),
             Config("peer", "peer", workers),
+            Config(RAW, "raw", workers),
             Config("no-cache", "service", workers, "off"),
             Config("memory", "service", workers, "memory"),
             Config("redis", "service", workers, "redis"),
@@ -105,6 +108,11 @@ def make_server(config: Config, *, log_dir: Path, database_url: str, redis_url: 
     if config.kind == "limit":
         argv = [sys.executable, "-m", "bench.limit_app", "--port", str(port),
                 "--workers", str(config.workers), "--body-file", str(limit_body)]
+        return Server(name, argv, port=port, log_dir=log_dir, cwd=ROOT, ready_path="/health")
+    if config.kind == "raw":
+        argv = [sys.executable, "-m", "bench.raw_app", "--port", str(port),
+                "--workers", str(config.workers), "--dsn",
+                database_url.replace("postgres://", "postgresql://", 1)]
         return Server(name, argv, port=port, log_dir=log_dir, cwd=ROOT, ready_path="/health")
     if config.kind == "peer":
         if not redis_url:

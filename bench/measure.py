@@ -147,6 +147,8 @@ class Measurer:
             self.read_header = ""
             if config.kind == "service" and config.cache == "off":
                 notes += self._check_cache_off(server, config)
+            if config.kind == "raw":
+                notes += self._check_raw_bytes(server, config)
             if stopped_redis is not None:
                 notes = self._stop_redis(server, stopped_redis)
             for workload in workloads or config.workloads:
@@ -190,6 +192,15 @@ class Measurer:
         return [f"WARNING: {config.label}: CACHE_ENABLED=false was not honoured (X-Cache: "
                 f"{reply.x_cache}); every GET of this configuration carries an Authorization "
                 f"header instead, which the cache bypasses (X-Cache: {check.x_cache or '-'})"]
+
+    def _check_raw_bytes(self, server: Server, config: Config) -> list[str]:
+        """The raw reference must answer the feed's first page with the service's bytes."""
+        with Client(server.base_url) as client:
+            reply = client.get(self.files.hits.read_text().strip())
+        if reply.status == 200 and reply.body == self.limit_body.read_bytes():
+            return []
+        return [f"WARNING: {config.label}: the first feed page differs from the service's "
+                f"({reply.status}, {len(reply.body)} bytes): the comparison is not like for like"]
 
     def _stop_redis(self, server: Server, redis_server: RedisServer) -> list[str]:
         """Warm the entry into Redis, stop Redis, then trip every worker's breaker."""
