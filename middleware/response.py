@@ -32,14 +32,20 @@ class CachedResponse(HTTPResponse):
     Sanic encodes and sanitises every header of every response (``processed_headers``), which
     cost a hit more than its Redis round trip. A record's text never holds CR, LF or NUL
     (``middleware.record``), so its lines are sent as they are. Headers set on this object
-    (``Age``; ``Content-Length``, ``Connection`` and whatever later middleware sets, which
-    replaces the record's line of the same name) go through Sanic's sanitising.
+    (``Age`` and ``Cache-Status``, which change per request; ``X-Cache: STALE`` for a
+    ``stale``
+    hit; ``Content-Length``, ``Connection`` and whatever later middleware sets, which replaces
+    the record's line of the same name) go through Sanic's sanitising.
     """
 
     __slots__ = ("wire",)
 
-    def __init__(self, record: Record, cache_control: str, age: int) -> None:
-        super().__init__(record.body, status=record.status, headers={"age": str(age)},
+    def __init__(self, record: Record, cache_control: str, age: int, cache_status: str,
+                 stale: bool = False) -> None:
+        headers = {"age": str(age), "cache-status": cache_status}
+        if stale:
+            headers["x-cache"] = "STALE"
+        super().__init__(record.body, status=record.status, headers=headers,
                          content_type=record.content_type)
         self.wire = _wire_headers(record, cache_control)
 
