@@ -22,7 +22,9 @@ import http_sf
 import pytest
 
 from app import create_app
-from cache_rules import FEED_TTL, ITEM_TTL, MAX_STALE_WHILE_REVALIDATE, STALE_IF_ERROR
+from cache_rules import (
+    FEED_TTL, ITEM_TTL, MAX_STALE_WHILE_REVALIDATE, ME_TTL, STALE_IF_ERROR,
+)
 from settings import Settings
 from tests.integration.api_support import register
 from tests.server import free_port, running
@@ -158,3 +160,34 @@ async def test_postgres_stopped_serves_current_stale_entries_and_never_invalidat
         cluster.start()
         back = await client.get(f"/api/posts/{edited}")
         assert back.status == 200 and back.json["content"] == "edited v1"
+
+
+async def test_a_stale_entry_is_refreshed_in_the_background_by_the_real_handler(
+        postgres_url: str, request: pytest.FixtureRequest,
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """The refresh runs the route's handler (and its authentication decorator, for the
+    per-user route) on a copy of the request, after the stale answer has left."""
+    from tests.conftest import _truncate_postgres
+
+    await _truncate_postgres(postgres_url)
+    redis = request.getfixturevalue("redis_server")
+    monkeypatch.setenv("CACHE_NAMESPACE", f"stale{uuid.uuid4().hex[:8]}")
+    settings = Settings(database_url=postgres_url, redis_url=f"redis://{redis.host}:{redis.port}/0",
+                        secret_key="test-secret-key-0123456789abcdef")
+    app = create_app(settings)
+    clock = app.ctx.cache.clock = Clock()
+    async with running(app) as client:
+        _, auth = await register(client, "ann")
+        post = (await client.post("/api/posts", json={"content": "v0"}, headers=auth)).json
+        for path, headers, ttl in ((f"/api/posts/{post['id']}", {}, ITEM_TTL),
+                                   ("/api/auth/me", auth, ME_TTL)):
+            assert (await client.get(path, headers=headers)).headers["x-cache"] == "MISS"
+            clock.now += ttl + 1  # within the revalidate window
+            stale = await client.get(path, headers=headers)
+            assert stale.status == 200 and stale.headers["x-cache"] == "STALE", path
+            await app.ctx.cache_hooks.refreshes.join()
+            fresh = await client.get(path, headers=headers)
+            assert fresh.headers["x-cache"] == "HIT", path
+            assert cache_status(fresh)["ttl"] == ttl
+        stats = app.ctx.cache.stats()
+        assert (stats["refreshes"], stats["refresh_failures"]) == (2, 0)
