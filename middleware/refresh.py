@@ -30,19 +30,22 @@ import copy
 import logging
 from collections.abc import Awaitable, Callable
 from inspect import isawaitable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from sanic import Request
 from sanic.response import HTTPResponse
 
+from middleware.backends.base import CacheBackendError
 from middleware.record import Record
+
+if TYPE_CHECKING:
+    from middleware.cache import Lookup, ResponseCache
 
 __all__ = ["Refreshes"]
 
 log = logging.getLogger(__name__)
 
 Store = Callable[[Request, HTTPResponse], Awaitable[Record | None]]
-Done = Callable[[Record | None, BaseException | None], None]
 
 
 def detached(request: Request) -> Request:
@@ -58,40 +61,49 @@ def detached(request: Request) -> Request:
 class Refreshes:
     """The background refreshes running in this process (cancelled at shutdown)."""
 
-    __slots__ = ("_tasks", "timeout")
+    __slots__ = ("_tasks", "cache", "timeout")
 
-    def __init__(self, timeout: float) -> None:
-        self.timeout = timeout
+    def __init__(self, cache: ResponseCache) -> None:
+        self.cache = cache
+        self.timeout = cache.settings.stampede_timeout
         self._tasks: set[asyncio.Task[None]] = set()
 
     def __len__(self) -> int:
         return len(self._tasks)
 
-    def start(self, request: Request, store: Store, done: Done) -> None:
-        """Run the handler of ``request``'s route on a copy; ``store`` its 200 response;
-        ``done(record, error)`` always ends it (it releases the key's single flight)."""
-        task = asyncio.create_task(self._run(detached(request), store, done),
+    def start(self, request: Request, found: Lookup, route: str, store: Store) -> None:
+        """Run the handler of ``request``'s route on a copy and ``store`` its response (the
+        record, or ``None`` when it was not storable); ends the single flight ``found``
+        leads, whatever happens."""
+        task = asyncio.create_task(self._run(detached(request), found, route, store),
                                    name=f"cache-refresh {request.path}")
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
 
-    async def _run(self, request: Request, store: Store, done: Done) -> None:
+    async def _run(self, request: Request, found: Lookup, route: str, store: Store) -> None:
+        cache = self.cache
         record: Record | None = None
-        error: BaseException | None = None
         try:
-            route: Any = request.route
-            response = route.handler(request, **request.match_info)
+            handler: Any = request.route.handler  # type: ignore[union-attr]
+            response = handler(request, **request.match_info)
             if isawaitable(response):
                 response = await asyncio.wait_for(response, self.timeout)
             if isinstance(response, HTTPResponse):
                 record = await store(request, response)
-        except asyncio.CancelledError as exc:
-            error = exc
-            raise
-        except Exception as exc:  # the handler's own failure: it is reported to ``done``
-            error = exc
+            if record is not None:
+                cache.refreshes += 1
+            else:
+                cache.refresh_failures += 1
+                log.warning("Refreshing a stale entry of %s: the handler's response could not "
+                            "be stored; served stale until its window ends", route)
+        except CacheBackendError as exc:
+            cache.failed(exc, route, "refresh")
+        except Exception:  # the handler failed (the database is down...): not this task's bug
+            cache.refresh_failures += 1
+            log.warning("Refreshing a stale entry of %s failed; served stale until its window "
+                        "ends", route, exc_info=True)
         finally:
-            done(record, error)
+            cache.release(found, record)
 
     async def join(self) -> None:
         """Wait until the refreshes running now have ended (tests, orderly shutdown)."""

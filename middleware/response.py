@@ -6,10 +6,10 @@ from collections.abc import Iterator
 
 from sanic.response import HTTPResponse
 
-from middleware.policy import STORED_HEADERS
+from middleware.policy import STORED_HEADERS, etag_matches
 from middleware.record import Record
 
-__all__ = ["CachedResponse"]
+__all__ = ["CachedResponse", "answer_stale"]
 
 _Wire = tuple[tuple[str, tuple[bytes, bytes]], ...]
 
@@ -59,3 +59,26 @@ class CachedResponse(HTTPResponse):
         for name, value in headers.items():
             yield sanitize(name).encode("ascii"), sanitize(f"{value}").encode(
                 errors="surrogateescape")
+
+
+def answer_stale(response: HTTPResponse, record: Record, *, age: int, cache_control: str,
+                 cache_status: str, if_none_match: str | None) -> None:
+    """``stale-if-error``: turn the handler's error ``response`` into ``record``, in place.
+
+    In place rather than a new response: a response middleware that returns a response ends
+    Sanic's response middleware chain, and those registered before the cache must still run.
+    """
+    headers = response.headers
+    for name in ("content-length", "content-type", "retry-after"):
+        headers.pop(name, None)
+    headers.update(record.headers)
+    headers.update({"etag": record.etag, "age": str(age), "x-cache": "STALE",
+                    "cache-control": cache_control, "cache-status": cache_status})
+    if etag_matches(if_none_match, record.etag):
+        response.status = 304
+        response.body = b""
+        return
+    response.status = record.status
+    response.content_type = record.content_type
+    headers["content-type"] = record.content_type
+    response.body = record.body

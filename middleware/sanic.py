@@ -39,7 +39,7 @@ from middleware.policy import (
     WRITE_METHODS, bypass_reason, cache_control_for, client_wants_refresh, etag_matches,
     is_storable, stored_headers,
 )
-from middleware.response import CachedResponse
+from middleware.response import CachedResponse, answer_stale
 from middleware.routes import ReadRoute, RouteTable
 from middleware.rules import CacheRule, InvalidationRule
 from middleware.settings import CacheSettings
@@ -76,7 +76,7 @@ class CacheHooks:
         self.identify = identify
         self.routes = RouteTable(rules)
         self.status = CacheStatus(cache.settings.status_name)
-        self.refreshes = Refreshes(cache.settings.stampede_timeout)
+        self.refreshes = Refreshes(cache)
 
     def bind(self, routes: Iterable[Any]) -> None:
         """Bind the rules to the app's routes (see ``middleware.routes``)."""
@@ -163,24 +163,12 @@ class CacheHooks:
 
     def _start_refresh(self, request: Request, rule: CacheRule, found: Lookup) -> None:
         """Refresh a stale entry in the background (``middleware.refresh``)."""
-        cache = self.cache
         state = _State(rule, found, head=False)
 
         async def store(clone: Request, response: HTTPResponse) -> Record | None:
             return await self._store(clone, response, state, found)  # type: ignore[no-any-return]
 
-        def done(record: Record | None, error: BaseException | None) -> None:
-            cache.release(found, record)
-            if record is not None:
-                cache.refreshes += 1
-            elif isinstance(error, CacheBackendError):
-                cache.failed(error, rule.path, "refresh")
-            else:
-                cache.refresh_failures += 1
-                log.warning("Refreshing a stale entry of %s stored nothing; it is served "
-                            "stale until its window ends", rule.path, exc_info=error)
-
-        self.refreshes.start(request, store, done)
+        self.refreshes.start(request, found, rule.path, store)
 
     def _bypass(self, request: Request, rule: CacheRule, head: bool) -> None:
         request.ctx.cache_state = _State(rule, None, head)
@@ -219,8 +207,16 @@ class CacheHooks:
                 stale=found.stale is not None, refresh=state.refresh, stored=False)
             return
         if found.stale is not None and response.status >= 500:
+            # stale-if-error: the entry's generations were current when looked up.
             self.cache.release(found, None)
-            self._serve_stale_on_error(request, response, state, found.stale)
+            record = found.stale
+            age = self.cache.age(record)
+            answer_stale(response, record, age=age,
+                         cache_control=self._cache_control(request, state.rule),
+                         cache_status=self.status.stale_on_error(
+                             response.status, state.rule.ttl - age),
+                         if_none_match=request.headers.get("if-none-match"))
+            self.cache.stale_on_error += 1
             return
         record = None
         try:
@@ -242,32 +238,6 @@ class CacheHooks:
                 response.body = b""
                 response.headers.pop("content-length", None)
                 response.headers.pop("content-type", None)
-
-    def _serve_stale_on_error(self, request: Request, response: HTTPResponse, state: _State,
-                              record: Record) -> None:
-        """``stale-if-error``: turn the handler's 5xx into the current stale entry, in place."""
-        cache = self.cache
-        failed_status = response.status
-        age = cache.age(record)
-        headers = response.headers
-        for name in ("content-length", "content-type", "retry-after"):
-            headers.pop(name, None)
-        headers.update(record.headers)
-        headers.update({
-            "etag": record.etag, "age": str(age), "x-cache": "STALE",
-            "cache-control": self._cache_control(request, state.rule),
-            "cache-status": self.status.stale_on_error(failed_status, state.rule.ttl - age)})
-        if etag_matches(request.headers.get("if-none-match"), record.etag):
-            response.status = 304
-            response.body = b""
-        else:
-            response.status = record.status
-            response.content_type = record.content_type
-            headers["content-type"] = record.content_type
-            response.body = record.body
-        cache.stale_on_error += 1
-        log.warning("%s answered %d; served its stale entry (%d s old) instead",
-                    state.rule.path, failed_status, age)
 
     def _cache_control(self, request: Request, rule: CacheRule) -> str:
         read = None if request.route is None else self.routes.reads.get(request.route.name)
