@@ -20,7 +20,13 @@ misses on the key wait for the refresh). The refresh stores under the generation
 *before* it ran, like any miss, so a write landing meanwhile leaves its result invalid. A
 refresh that fails (an exception, a non-200, ``stampede_timeout``) stores nothing; the next
 stale lookup tries again. Handlers that stream (``request.respond``) cannot be refreshed:
-give their rules no ``stale_while_revalidate``.
+give their rules no ``stale_while_revalidate``. A HEAD answers stale but starts no refresh.
+
+Across processes the lock is not shared: every worker (and instance) that finds the entry
+stale before the first refresh has stored its record starts one, so a key sees at most one
+refresh per process per expiry, and one in total when the handler is faster than the gap
+between two workers' first stale lookups. A shared lock would cost a Redis command on every
+stale answer and a wider backend protocol.
 """
 
 from __future__ import annotations
