@@ -242,3 +242,24 @@ async def test_cache_status_names_a_backend_error_and_the_configured_name() -> N
     assert cache_status(failed) == ("edge cache/1", {
         "fwd": http_sf.Token("uri-miss"), "detail": http_sf.Token("backend-error")})
     assert failed.headers["cache-status"].startswith('"edge cache/1"; ')
+
+
+async def test_stale_if_error_covers_a_handler_that_times_out() -> None:
+    """Sanic answers a handler slower than ``RESPONSE_TIMEOUT`` with a 503 (response
+    middleware still run): the current stale entry is served instead."""
+    from middleware import MemoryBackend
+
+    app, state, cache = build_app(MemoryBackend(), settings_for_test(), rules=STALE_RULES)
+    app.config.RESPONSE_TIMEOUT = 0.5
+    clock = cache.clock = Clock()
+    async with running(app) as client:
+        await client.get("/slow/1")
+        clock.now += TTL + SWR + 1
+        state.gate = gate = Gate()  # the handler never answers
+        try:
+            rescued = await client.get("/slow/1")
+        finally:
+            gate.release.set()
+    assert rescued.status == 200 and rescued.json == {"id": 1, "name": "one"}
+    assert cache_status(rescued) == ("response-cache", {
+        "fwd": http_sf.Token("stale"), "fwd-status": 503, "ttl": -(SWR + 1)})
