@@ -6,10 +6,10 @@ from collections.abc import Iterator
 
 from sanic.response import HTTPResponse
 
-from middleware.policy import STORED_HEADERS
+from middleware.policy import STORED_HEADERS, etag_matches
 from middleware.record import Record
 
-__all__ = ["CachedResponse"]
+__all__ = ["CachedResponse", "answer_stale"]
 
 _Wire = tuple[tuple[str, tuple[bytes, bytes]], ...]
 
@@ -32,14 +32,20 @@ class CachedResponse(HTTPResponse):
     Sanic encodes and sanitises every header of every response (``processed_headers``), which
     cost a hit more than its Redis round trip. A record's text never holds CR, LF or NUL
     (``middleware.record``), so its lines are sent as they are. Headers set on this object
-    (``Age``; ``Content-Length``, ``Connection`` and whatever later middleware sets, which
-    replaces the record's line of the same name) go through Sanic's sanitising.
+    (``Age`` and ``Cache-Status``, which change per request; ``X-Cache: STALE`` for a
+    ``stale``
+    hit; ``Content-Length``, ``Connection`` and whatever later middleware sets, which replaces
+    the record's line of the same name) go through Sanic's sanitising.
     """
 
     __slots__ = ("wire",)
 
-    def __init__(self, record: Record, cache_control: str, age: int) -> None:
-        super().__init__(record.body, status=record.status, headers={"age": str(age)},
+    def __init__(self, record: Record, cache_control: str, age: int, cache_status: str,
+                 stale: bool = False) -> None:
+        headers = {"age": str(age), "cache-status": cache_status}
+        if stale:
+            headers["x-cache"] = "STALE"
+        super().__init__(record.body, status=record.status, headers=headers,
                          content_type=record.content_type)
         self.wire = _wire_headers(record, cache_control)
 
@@ -53,3 +59,26 @@ class CachedResponse(HTTPResponse):
         for name, value in headers.items():
             yield sanitize(name).encode("ascii"), sanitize(f"{value}").encode(
                 errors="surrogateescape")
+
+
+def answer_stale(response: HTTPResponse, record: Record, *, age: int, cache_control: str,
+                 cache_status: str, if_none_match: str | None) -> None:
+    """``stale-if-error``: turn the handler's error ``response`` into ``record``, in place.
+
+    In place rather than a new response: a response middleware that returns a response ends
+    Sanic's response middleware chain, and those registered before the cache must still run.
+    """
+    headers = response.headers
+    for name in ("content-length", "content-type", "retry-after"):
+        headers.pop(name, None)
+    headers.update(record.headers)
+    headers.update({"etag": record.etag, "age": str(age), "x-cache": "STALE",
+                    "cache-control": cache_control, "cache-status": cache_status})
+    if etag_matches(if_none_match, record.etag):
+        response.status = 304
+        response.body = b""
+        return
+    response.status = record.status
+    response.content_type = record.content_type
+    headers["content-type"] = record.content_type
+    response.body = record.body

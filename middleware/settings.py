@@ -24,6 +24,8 @@ Every variable the cache reads (all optional):
                                 they collapse into one global epoch bump (default 1024).
 ``CACHE_LOCAL``                 ``true`` (default): with Redis, each worker keeps a hot tier
                                 that serves hits with zero Redis commands (``hot``).
+``CACHE_STATUS_NAME``           This cache's name in the ``Cache-Status`` header (RFC 9211;
+                                default ``response-cache``).
 ==============================  =========================================================
 """
 
@@ -35,6 +37,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from urllib.parse import urlsplit, urlunsplit
 
+from middleware.status import serialise_name
+
 __all__ = ["ENV_NAMES", "REMOVED_ENV_NAMES", "CacheSettings", "CacheSettingsError", "redact_url"]
 
 ENV_NAMES = frozenset({
@@ -42,7 +46,7 @@ ENV_NAMES = frozenset({
     "REDIS_TLS_CA_CERTS", "REDIS_TLS_INSECURE", "CACHE_NAMESPACE", "CACHE_MEMORY_MAX_ENTRIES",
     "CACHE_MEMORY_MAX_BYTES", "CACHE_MAX_BODY_BYTES", "CACHE_BREAKER_FAILURES",
     "CACHE_BREAKER_RESET_SECONDS", "CACHE_HONOR_CLIENT_NO_CACHE", "CACHE_STAMPEDE_TIMEOUT",
-    "CACHE_MAX_PENDING_TAGS", "CACHE_LOCAL",
+    "CACHE_MAX_PENDING_TAGS", "CACHE_LOCAL", "CACHE_STATUS_NAME",
 })
 """Every variable ``CacheSettings.from_env`` reads."""
 
@@ -154,6 +158,9 @@ class CacheSettings:
     cache and only in headers a record never keeps (``policy.STORED_HEADERS``): ``origin`` for
     a CORS hook that computes ``Access-Control-Allow-Origin`` per request. Not read from the
     environment: the app that installs such a hook sets it."""
+    status_name: str = "response-cache"
+    """``CACHE_STATUS_NAME``: this cache's member of the ``Cache-Status`` list (RFC 9211),
+    sent as a token when it is one, else as a quoted string; printable ASCII only."""
 
     def __post_init__(self) -> None:
         if self.redis_url and not self.redis_url.startswith(("redis://", "rediss://", "unix://")):
@@ -161,6 +168,11 @@ class CacheSettings:
         if not self.namespace or any(c in self.namespace for c in " :\r\n\t"):
             raise CacheSettingsError(
                 f"CACHE_NAMESPACE must be non-empty without spaces or ':', got {self.namespace!r}")
+        try:
+            serialise_name(self.status_name)
+        except ValueError:
+            raise CacheSettingsError("CACHE_STATUS_NAME must be non-empty printable ASCII, "
+                                     f"got {self.status_name!r}") from None
         if self.tls_ca_certs and not os.path.isfile(self.tls_ca_certs):
             raise CacheSettingsError(f"REDIS_TLS_CA_CERTS is not a file: {self.tls_ca_certs!r}")
 
@@ -193,4 +205,5 @@ class CacheSettings:
             stampede_timeout=_float(env, "CACHE_STAMPEDE_TIMEOUT", d.stampede_timeout, 0.001),
             max_pending_tags=_int(env, "CACHE_MAX_PENDING_TAGS", d.max_pending_tags, 1),
             local_tier=_bool(env, "CACHE_LOCAL", d.local_tier),
+            status_name=env.get("CACHE_STATUS_NAME", "").strip() or d.status_name,
         )
