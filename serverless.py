@@ -24,15 +24,24 @@ from mangum import Mangum
 
 from app import create_app
 from middleware import CacheSettings
+from settings import Settings, SettingsError
 from warm import StartOnce
 
 log = logging.getLogger("serverless")
 
 
 def create_serverless_app() -> StartOnce:
-    """The service from the environment, hot tier off, started on its first request."""
+    """The service from the environment, hot tier off, started on its first request.
+
+    ``SECRET_KEY`` must be set: every container would otherwise sign tokens with a random key
+    of its own, and a token would only work on the container that issued it.
+    """
+    settings = Settings.from_env()
+    if settings.secret_key_generated:
+        raise SettingsError("SECRET_KEY must be set for the serverless entry point: each "
+                            "container would sign tokens with its own random key")
     cache_settings = replace(CacheSettings.from_env(), local_tier=False)
-    app = StartOnce(create_app(cache_settings=cache_settings))
+    app = StartOnce(create_app(settings, cache_settings=cache_settings))
     log.info("Serverless entry point: started on the first request, hot tier off")
     return app
 

@@ -16,6 +16,7 @@ import pytest
 import redis
 from pytest_redis.executor import RedisExecutor
 
+from settings import SettingsError
 from tests.lambda_runtime import Container, container
 
 pytestmark = pytest.mark.redis
@@ -74,6 +75,15 @@ def counted(admin: redis.Redis, fn: Container, method: str, target: str,
              if n != before.get(name, 0)}
     spent["info"] = spent.get("info", 0) - 1
     return answer.headers.get("x-cache", ""), {k: v for k, v in spent.items() if v}
+
+
+def test_the_function_refuses_to_start_without_a_secret_key(
+        function_env: redis.Redis, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Each container would sign with a random key of its own: tokens would fail at random."""
+    monkeypatch.delenv("SECRET_KEY")
+    with pytest.raises(SettingsError, match="SECRET_KEY must be set"):
+        with container(SERVERLESS):
+            pass
 
 
 def test_two_invocations_answer_the_feed_miss_then_hit(function_env: redis.Redis) -> None:
