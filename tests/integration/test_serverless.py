@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import os
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -27,18 +27,25 @@ _SERVICE_PREFIXES = ("REDIS_", "CACHE_", "PROMETHEUS_", "DATABASE_", "SECRET_", 
 
 @dataclass(frozen=True)
 class CacheServer:
-    """A cache server the function reaches: the variables that select it, and the
-    redis-server that executes its commands (counted there)."""
+    """A cache server the function reaches: the variables that select it, the backend name
+    ``/health/cache`` reports, the redis-server that executes its commands (counted there),
+    and how to close the function's idle connection from the server's side."""
 
     env: dict[str, str]
+    backend: str
     redis: RedisExecutor
+    close_idle_connections: Callable[[], int]
 
 
 @pytest.fixture(params=["redis"])
 def cache_server(request: pytest.FixtureRequest, redis_server: RedisExecutor) -> CacheServer:
     """Each backend a serverless deployment can use; the REST stand-in joins this list."""
+    def kill_clients() -> int:
+        with redis.Redis(host=redis_server.host, port=redis_server.port) as admin:
+            return int(admin.client_kill_filter(_type="normal", skipme=True))
+
     return CacheServer({"REDIS_URL": f"redis://{redis_server.host}:{redis_server.port}/0"},
-                       redis_server)
+                       "redis", redis_server, kill_clients)
 
 
 @pytest.fixture
@@ -97,7 +104,7 @@ def test_two_invocations_answer_the_feed_miss_then_hit(function_env: redis.Redis
 
 
 def test_a_warm_container_keeps_its_connections_and_a_write_invalidates(
-        function_env: redis.Redis) -> None:
+        function_env: redis.Redis, cache_server: CacheServer) -> None:
     admin = function_env
     with container(SERVERLESS) as fn:
         assert fn.invoke("GET", "/api/posts").headers["x-cache"] == "MISS"  # starts the app
@@ -117,22 +124,21 @@ def test_a_warm_container_keeps_its_connections_and_a_write_invalidates(
         # One Redis connection for the container's life: the app started once, not per
         # invocation (Mangum's default lifespan handling would reconnect every time).
         assert admin.info("stats")["total_connections_received"] == connections
-    assert health["backend"] == "redis" and health["breaker"]["state"] == "closed"
+    assert health["backend"] == cache_server.backend and health["breaker"]["state"] == "closed"
     assert health["stats"]["hits"] == 1 and health["stats"]["hot"] is None, health
     assert 'cache_lookups_total{outcome="hit",route="/api/posts"} 1.0' in metrics
     assert 'cache_lookups_total{outcome="miss",route="/api/posts"} 2.0' in metrics
 
 
 def test_a_thawed_container_reconnects_before_its_lookup_when_redis_closed_the_connection(
-        function_env: redis.Redis) -> None:
+        function_env: redis.Redis, cache_server: CacheServer) -> None:
     """Between invocations the process is frozen; Redis (``timeout``), a NAT or a proxy may
     close the idle connection meanwhile. The next invocation must notice before it sends its
     lookup, not be served uncached (``X-Cache: ERROR``)."""
-    admin = function_env
     with container(SERVERLESS) as fn:
         assert fn.invoke("GET", "/api/posts").headers["x-cache"] == "MISS"
         assert fn.invoke("GET", "/api/posts").headers["x-cache"] == "HIT"
-        assert admin.client_kill_filter(_type="normal", skipme=True) >= 1
+        assert cache_server.close_idle_connections() >= 1
         assert fn.invoke("GET", "/api/posts").headers["x-cache"] == "HIT"
 
 
