@@ -9,7 +9,8 @@ Gateway v2 event three times: the first invocation starts the app (database pool
 check, Redis connection and its restart check) and serves the request, the next two are warm.
 The process start (interpreter, before the import) is the wall time the parent saw minus what
 the child measured. The database's schema is created by a warm-up run that is not counted.
-Prints p50 and max per phase in milliseconds.
+Prints p50 and max per phase in milliseconds, wall time and this process's CPU time (the
+steadier figure on a shared machine; Lambda gives a function CPU in proportion to its memory).
 """
 
 from __future__ import annotations
@@ -29,9 +30,9 @@ ROOT = Path(__file__).resolve().parents[1]
 
 CHILD = r"""
 import asyncio, json, sys, time
-started = time.perf_counter()
+started, cpu_started = time.perf_counter(), time.process_time()
 import serverless
-imported = time.perf_counter()
+imported, cpu_imported = time.perf_counter(), time.process_time()
 
 def event(path):
     return {"version": "2.0", "routeKey": "$default", "rawPath": path, "rawQueryString": "",
@@ -41,15 +42,18 @@ def event(path):
                                "requestId": "bench", "stage": "$default"},
             "body": None, "isBase64Encoded": False}
 
-times, caches = [], []
+times, cpu, caches = [], [], []
 for _ in range(3):
-    before = time.perf_counter()
+    before, cpu_before = time.perf_counter(), time.process_time()
     answer = serverless.handler(event(sys.argv[1]), None)
     times.append(time.perf_counter() - before)
+    cpu.append(time.process_time() - cpu_before)
     assert answer["statusCode"] == 200, answer
     caches.append(answer["headers"].get("x-cache"))
 print(json.dumps({"child": time.perf_counter() - started, "import": imported - started,
-                  "first": times[0], "warm": times[1:], "x_cache": caches}), flush=True)
+                  "first": times[0], "warm": times[1:], "x_cache": caches,
+                  "import_cpu": cpu_imported - cpu_started, "first_cpu": cpu[0],
+                  "warm_cpu": cpu[1:]}), flush=True)
 # Lambda kills a container; a process that exits must close the app (aiosqlite's thread
 # would otherwise keep the interpreter from exiting).
 asyncio.get_event_loop().run_until_complete(serverless.app.stop())
@@ -68,7 +72,9 @@ def run_once(env: dict[str, str], path: str) -> dict[str, float | list[str]]:
     proc.wait(timeout=60)
     child = json.loads(line)
     return {"process": wall - child["child"], "import": child["import"],
-            "first": child["first"], "warm": min(child["warm"]), "x_cache": child["x_cache"]}
+            "first": child["first"], "warm": min(child["warm"]), "x_cache": child["x_cache"],
+            "import_cpu": child["import_cpu"], "first_cpu": child["first_cpu"],
+            "warm_cpu": min(child["warm_cpu"])}
 
 
 def child_env(redis_url: str, database_url: str) -> dict[str, str]:
@@ -92,12 +98,15 @@ def main(argv: Sequence[str] | None = None) -> int:
         env = child_env(args.redis_url, args.database_url or f"sqlite://{tmp}/cold.sqlite3")
         run_once(env, args.path)  # creates the schema; not counted
         runs = [run_once(env, args.path) for _ in range(args.runs)]
-    print(f"{'phase':<36} {'p50 ms':>8} {'max ms':>8}")
+    print(f"{'phase':<36} {'p50 ms':>8} {'max ms':>8} {'CPU p50 ms':>11}")
     labels = {"process": "interpreter start", "import": "import serverless (init phase)",
               "first": "first invocation (start + request)", "warm": "warm invocation"}
     for phase in PHASES:
         values = [float(run[phase]) * 1000 for run in runs]  # type: ignore[arg-type]
-        print(f"{labels[phase]:<36} {median(values):>8.1f} {max(values):>8.1f}")
+        cpu = [float(run[f"{phase}_cpu"]) * 1000 for run in runs  # type: ignore[arg-type]
+               if f"{phase}_cpu" in run]
+        cpu_text = f"{median(cpu):>11.1f}" if cpu else f"{'':>11}"
+        print(f"{labels[phase]:<36} {median(values):>8.1f} {max(values):>8.1f} {cpu_text}")
     total = [sum(float(run[p]) for p in ("process", "import", "first")) * 1000  # type: ignore
              for run in runs]
     print(f"{'cold start total':<36} {median(total):>8.1f} {max(total):>8.1f}")
