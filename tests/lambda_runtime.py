@@ -82,11 +82,6 @@ class Container:
         return Answer(raw["statusCode"], {k.lower(): v for k, v in
                                           (raw.get("headers") or {}).items()}, data, raw)
 
-    def run(self, coroutine: Any) -> Any:
-        """Run ``coroutine`` on the container's event loop (between invocations)."""
-        return self._thread.submit(
-            lambda: asyncio.get_event_loop().run_until_complete(coroutine)).result(timeout=60)
-
 
 @contextmanager
 def container(path: Path) -> Iterator[Container]:
