@@ -23,6 +23,7 @@ from handlers.errors import install_error_handler
 from cache_rules import install_service_cache
 from handlers.metrics import CacheMetricsObserver, install_metrics
 from handlers.responses import dumps
+from middleware import CacheSettings
 from models.db import describe_database, register_database
 from models.seed import register_demo_seed
 from observability.logging import configure_logging
@@ -35,8 +36,13 @@ log = logging.getLogger("app")
 APP_NAME = "sanic_cached_api"
 
 
-def create_app(settings: Settings | None = None, *, cache_backend: object | None = None) -> Sanic:
-    """Build the service: blueprints, database, error handling and the response cache."""
+def create_app(settings: Settings | None = None, *, cache_backend: object | None = None,
+               cache_settings: CacheSettings | None = None) -> Sanic:
+    """Build the service: blueprints, database, error handling and the response cache.
+
+    ``cache_settings`` replaces ``CacheSettings.from_env()`` (its ``redis_url`` still comes
+    from ``settings``): ``serverless`` turns the hot tier off with it.
+    """
     key_generated_here = False
     if not isinstance(settings, Settings):
         # `sanic app:create_app --factory` calls the factory with its argparse Namespace.
@@ -102,7 +108,8 @@ def create_app(settings: Settings | None = None, *, cache_backend: object | None
     metrics = install_metrics(app)
     if settings.cache_enabled:
         install_service_cache(app, settings, backend=cache_backend,
-                              observer=CacheMetricsObserver(metrics))
+                              observer=CacheMetricsObserver(metrics),
+                              cache_settings=cache_settings)
     else:
         log.info("Response cache disabled (CACHE_ENABLED=false)")
 

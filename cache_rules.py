@@ -170,19 +170,21 @@ CACHE_RULES: tuple[CacheRule | InvalidationRule, ...] = (
 
 def install_service_cache(app: Sanic[Any, Any], settings: Settings,
                           backend: object | None = None,
-                          observer: CacheObserver | None = None) -> ResponseCache:
+                          observer: CacheObserver | None = None,
+                          cache_settings: CacheSettings | None = None) -> ResponseCache:
     """Install the cache with the service's rules.
 
     The Redis URL comes from the service ``Settings`` (``REDIS_URL``/``REDIS_PRIVATE_URL``), the
-    rest of the cache's variables from ``CacheSettings.from_env()``; ``backend`` (tests: a
-    ``MemoryBackend`` or a ``RedisBackend``) overrides the URL.
+    rest of the cache's variables from ``cache_settings`` (default
+    ``CacheSettings.from_env()``); ``backend`` (tests: a ``MemoryBackend`` or a
+    ``RedisBackend``) overrides the URL.
     """
     if backend is not None and not isinstance(backend, CacheBackend):
         raise TypeError(f"cache_backend must implement CacheBackend, got {type(backend)!r}")
     # With CORS on, every response varies on Origin, but only in headers handlers.cors adds
     # per request (hits included) and a record never keeps: the entry is the same for all.
     cache_settings = replace(
-        CacheSettings.from_env(), redis_url=settings.redis_url,
+        cache_settings or CacheSettings.from_env(), redis_url=settings.redis_url,
         vary_handled=frozenset({"origin"}) if settings.cors_origins else frozenset())
     return install_cache(app, rules=CACHE_RULES, settings=cache_settings, backend=backend,
                          identify=identify, observer=observer)
