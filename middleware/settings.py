@@ -24,6 +24,10 @@ Every variable the cache reads (all optional):
                                 they collapse into one global epoch bump (default 1024).
 ``CACHE_LOCAL``                 ``true`` (default): with Redis, each worker keeps a hot tier
                                 that serves hits with zero Redis commands (``hot``).
+``UPSTASH_REDIS_REST_URL``      With ``UPSTASH_REDIS_REST_TOKEN`` and no ``REDIS_URL``: the
+                                Upstash REST backend (``backends.upstash``), no hot tier.
+``UPSTASH_REDIS_REST_TOKEN``    Its bearer token.
+``CACHE_REST_MAX_REPLY_BYTES``  Largest REST reply body read (default 4 MiB); larger fails.
 ==============================  =========================================================
 """
 
@@ -32,7 +36,7 @@ from __future__ import annotations
 import math
 import os
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from urllib.parse import urlsplit, urlunsplit
 
 __all__ = ["ENV_NAMES", "REMOVED_ENV_NAMES", "CacheSettings", "CacheSettingsError", "redact_url"]
@@ -42,7 +46,8 @@ ENV_NAMES = frozenset({
     "REDIS_TLS_CA_CERTS", "REDIS_TLS_INSECURE", "CACHE_NAMESPACE", "CACHE_MEMORY_MAX_ENTRIES",
     "CACHE_MEMORY_MAX_BYTES", "CACHE_MAX_BODY_BYTES", "CACHE_BREAKER_FAILURES",
     "CACHE_BREAKER_RESET_SECONDS", "CACHE_HONOR_CLIENT_NO_CACHE", "CACHE_STAMPEDE_TIMEOUT",
-    "CACHE_MAX_PENDING_TAGS", "CACHE_LOCAL",
+    "CACHE_MAX_PENDING_TAGS", "CACHE_LOCAL", "UPSTASH_REDIS_REST_URL", "UPSTASH_REDIS_REST_TOKEN",
+    "CACHE_REST_MAX_REPLY_BYTES",
 })
 """Every variable ``CacheSettings.from_env`` reads."""
 
@@ -148,6 +153,14 @@ class CacheSettings:
     local_tier: bool = True
     """``CACHE_LOCAL``: with Redis, serve hits from each worker's hot tier (``middleware.hot``),
     coherent through the invalidation channel; false: every hit is one Redis round trip."""
+    rest_url: str | None = None
+    """``UPSTASH_REDIS_REST_URL``: the Upstash REST endpoint (``https://...upstash.io``), used
+    only when ``redis_url`` is unset (``backends.upstash``)."""
+    rest_token: str | None = field(default=None, repr=False)
+    """``UPSTASH_REDIS_REST_TOKEN``: the REST endpoint's bearer token (required with the URL)."""
+    rest_max_reply_bytes: int = 4 * 1024 * 1024
+    """``CACHE_REST_MAX_REPLY_BYTES``: a REST reply body larger than this is refused while it
+    is read; values that could not be read back within it are not stored."""
 
     def __post_init__(self) -> None:
         if self.redis_url and not self.redis_url.startswith(("redis://", "rediss://", "unix://")):
@@ -155,6 +168,17 @@ class CacheSettings:
         if not self.namespace or any(c in self.namespace for c in " :\r\n\t"):
             raise CacheSettingsError(
                 f"CACHE_NAMESPACE must be non-empty without spaces or ':', got {self.namespace!r}")
+        if self.rest_url and not self.rest_url.startswith(("https://", "http://")):
+            raise CacheSettingsError("UPSTASH_REDIS_REST_URL must start with https:// "
+                                     "(or http:// for a local stand-in)")
+        if bool(self.rest_url) != bool(self.rest_token):
+            raise CacheSettingsError("UPSTASH_REDIS_REST_URL and UPSTASH_REDIS_REST_TOKEN must "
+                                     "be set together")
+        if self.rest_url and self.rest_max_reply_bytes < 3 * self.max_body_bytes + 8192:
+            raise CacheSettingsError(
+                f"CACHE_REST_MAX_REPLY_BYTES ({self.rest_max_reply_bytes}) must be at least "
+                f"3 x CACHE_MAX_BODY_BYTES + 8192 ({3 * self.max_body_bytes + 8192}): an "
+                "entry comes back base64-encoded, its bytes above 0x7f doubled")
         if self.tls_ca_certs and not os.path.isfile(self.tls_ca_certs):
             raise CacheSettingsError(f"REDIS_TLS_CA_CERTS is not a file: {self.tls_ca_certs!r}")
 
@@ -187,4 +211,8 @@ class CacheSettings:
             stampede_timeout=_float(env, "CACHE_STAMPEDE_TIMEOUT", d.stampede_timeout, 0.001),
             max_pending_tags=_int(env, "CACHE_MAX_PENDING_TAGS", d.max_pending_tags, 1),
             local_tier=_bool(env, "CACHE_LOCAL", d.local_tier),
+            rest_url=env.get("UPSTASH_REDIS_REST_URL", "").strip() or None,
+            rest_token=env.get("UPSTASH_REDIS_REST_TOKEN", "").strip() or None,
+            rest_max_reply_bytes=_int(env, "CACHE_REST_MAX_REPLY_BYTES", d.rest_max_reply_bytes,
+                                      4096),
         )
