@@ -26,15 +26,17 @@ import argparse
 import asyncio
 import base64
 import contextlib
+import ssl
+import threading
 from collections import Counter
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator
 from typing import Any
 
 import orjson
 
 from middleware.backends.pipelined import PipelinedRedis, ReplyError
 
-__all__ = ["UpstashStandin", "upstash_standin"]
+__all__ = ["UpstashStandin", "standin_in_thread", "upstash_standin"]
 
 _REASONS = {200: "OK", 400: "Bad Request", 401: "Unauthorized", 404: "Not Found",
             405: "Method Not Allowed", 503: "Service Unavailable"}
@@ -70,9 +72,12 @@ class UpstashStandin:
         self._server: asyncio.Server | None = None
         self._tasks: set[asyncio.Task[None]] = set()
 
-    async def start(self, port: int = 0) -> str:
-        self._server = await asyncio.start_server(self._serve, "127.0.0.1", port)
-        self.url = f"http://127.0.0.1:{self._server.sockets[0].getsockname()[1]}"
+    async def start(self, port: int = 0, ssl_context: ssl.SSLContext | None = None) -> str:
+        """Listen on loopback (HTTPS with ``ssl_context``); returns the URL."""
+        self._server = await asyncio.start_server(self._serve, "127.0.0.1", port,
+                                                  ssl=ssl_context)
+        scheme = "https" if ssl_context is not None else "http"
+        self.url = f"{scheme}://127.0.0.1:{self._server.sockets[0].getsockname()[1]}"
         return self.url
 
     async def stop(self) -> None:
@@ -192,6 +197,25 @@ async def upstash_standin(redis_url: str, token: str) -> AsyncIterator[UpstashSt
         yield standin
     finally:
         await standin.stop()
+
+
+@contextlib.contextmanager
+def standin_in_thread(redis_url: str, token: str,
+                      ssl_context: ssl.SSLContext | None = None) -> Iterator[UpstashStandin]:
+    """A stand-in on its own event loop in a thread, for code that runs its own loop
+    (``asyncio.run`` in the checker, a Lambda-style handler)."""
+    loop = asyncio.new_event_loop()
+    thread = threading.Thread(target=loop.run_forever, daemon=True)
+    thread.start()
+    standin = UpstashStandin(redis_url, token)
+    asyncio.run_coroutine_threadsafe(standin.start(ssl_context=ssl_context), loop).result(10)
+    try:
+        yield standin
+    finally:
+        asyncio.run_coroutine_threadsafe(standin.stop(), loop).result(10)
+        loop.call_soon_threadsafe(loop.stop)
+        thread.join(10)
+        loop.close()
 
 
 async def _main(args: argparse.Namespace) -> None:
