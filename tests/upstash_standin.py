@@ -68,6 +68,8 @@ class UpstashStandin:
         self.oversize_bytes = 8 * 1024 * 1024
         self.requests: Counter[str] = Counter()
         self.commands: Counter[str] = Counter()
+        self.connections = 0
+        """TCP connections accepted (keep-alive: one carries many requests)."""
         self.url = ""
         self._server: asyncio.Server | None = None
         self._tasks: set[asyncio.Task[None]] = set()
@@ -94,6 +96,7 @@ class UpstashStandin:
         return sum(self.requests.values())
 
     async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        self.connections += 1
         task = asyncio.current_task()
         assert task is not None
         self._tasks.add(task)

@@ -87,6 +87,7 @@ async def test_hits_misses_and_invalidation_cost_one_request_each(
         assert (await client.get("/items/2")).headers["x-cache"] == "HIT"
         assert state.calls["item:2"] == 2
         assert standin.requests["/pipeline"] == 1  # the check ran once
+        assert standin.connections == 1  # one keep-alive connection carried every request
         assert cache.stats()["backend"] == "upstash" and cache.errors == 0
 
 
@@ -171,7 +172,8 @@ async def test_a_reply_over_the_limit_is_refused_unread(
 
 
 async def test_the_service_selects_rest_from_the_environment(
-        standin: UpstashStandin, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+        standin: UpstashStandin, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+        caplog: pytest.LogCaptureFixture) -> None:
     for name in ("REDIS_URL", "REDIS_PRIVATE_URL", "CACHE_NAMESPACE"):
         monkeypatch.delenv(name, raising=False)
     monkeypatch.setenv("UPSTASH_REDIS_REST_URL", standin.url)
@@ -186,6 +188,9 @@ async def test_the_service_selects_rest_from_the_environment(
         assert health["status"] == "healthy" and health["backend"] == "upstash"
         assert health["redis_url"] == standin.url and TOKEN not in str(health)
     assert standin.commands["MGET"] >= 2
+    logged = "\n".join(record.getMessage() for record in caplog.records)
+    assert f"Upstash REST cache connected (no TLS): {standin.url}, PING" in logged
+    assert TOKEN not in logged
 
 
 def _errors(caplog: pytest.LogCaptureFixture) -> str:
