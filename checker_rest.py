@@ -20,7 +20,7 @@ from collections.abc import Callable
 from typing import Any, TextIO
 from urllib.parse import urlsplit
 
-import httpx
+import aiohttp
 
 from middleware.backends.rest import (
     RestAuthError, RestClient, RestError, RestProtocolError, RestReplyError, RestTooLarge,
@@ -59,9 +59,13 @@ def classify_rest(exc: BaseException, url: str) -> CheckFailed:
     if isinstance(exc, (RestProtocolError, RestReplyError)):
         return CheckFailed(EXIT_OTHER, "protocol", f"not an Upstash REST answer: {exc}")
     cause = exc.__cause__
-    if isinstance(cause, httpx.TimeoutException) or "no complete answer within" in str(exc):
+    if isinstance(cause, asyncio.TimeoutError):
         return CheckFailed(EXIT_TIMEOUT, "timeout", f"no answer in time: {exc}")
-    failure = classify(cause or exc, url)  # refused, unknown host, TLS: as for rediss://
+    root: BaseException = exc
+    while isinstance(root, (RestError, aiohttp.ClientError)) and root.__cause__ is not None:
+        root = root.__cause__  # aiohttp's wrappers pose as ssl errors without their details
+    failure = classify(root, url)  # refused, unknown host, TLS: as for rediss://
+    failure.reason = failure.reason.replace("rediss:// vs redis://", "https:// vs http://")
     if failure.kind in ("error", "connection"):
         failure.reason = str(exc)
     return failure

@@ -215,7 +215,7 @@ def _drop(reqs: list[str], name: str) -> list[str]:
 
 
 @pytest.mark.parametrize(("change", "expected"), [
-    (lambda reqs, text: (reqs + ["aiohttp>=3.9,<4"], text), "aiohttp (setup.cfg) is not in"),
+    (lambda reqs, text: (reqs + ["httpx>=0.27,<1"], text), "httpx (setup.cfg) is not in"),
     (lambda reqs, text: (_drop(reqs, "redis") + ["redis[hiredis]>=9,<10"], text),
      "outside setup.cfg's <10,>=9"),
     (lambda reqs, text: (_drop(reqs, "limits"), text),

@@ -112,9 +112,14 @@ class UpstashStandin:
             writer.transport.abort()
 
     async def _one(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> bool:
-        line = await reader.readline()
-        if not line:
+        first = await reader.read(1)
+        if not first:
             return False
+        if first == b"\x16":  # a TLS ClientHello on this plain port: answer as HTTP servers do
+            writer.write(b"HTTP/1.1 400 Bad Request\r\nConnection: close\r\n\r\n")
+            await writer.drain()
+            return False
+        line = first + await reader.readline()
         method, target, _ = line.decode("latin-1").split(" ", 2)
         headers: dict[str, str] = {}
         while (header := await reader.readline()) not in (b"\r\n", b"\n", b""):

@@ -1,4 +1,4 @@
-"""A client of Upstash's Redis REST protocol: one keep-alive HTTP client (httpx) per worker.
+"""A client of Upstash's Redis REST protocol: one keep-alive HTTP client (aiohttp) per worker.
 
 The protocol (https://upstash.com/docs/redis/features/restapi), as far as the cache uses it:
 
@@ -11,11 +11,17 @@ The protocol (https://upstash.com/docs/redis/features/restapi), as far as the ca
   survive JSON), except a bare ``OK`` status on Upstash itself; numbers and ``null`` as they are.
   Errors are never encoded.
 
+aiohttp rather than httpx: on a cache hit the client is the whole cost, and httpx (pure Python,
+with a pool that polls every idle connection on each request) spent about ten times aiohttp's
+CPU per request (0.6-1.5 ms against 0.07-0.13 ms on the development machine).
+
 Every wait is bounded: connecting (and waiting for a pooled connection) by ``connect_timeout``,
-each read and write by ``read_timeout``, and the whole exchange by their sum, so a server that
-trickles bytes cannot hold a request longer. A reply body larger than ``max_reply_bytes`` is
-refused while it is read (the connection is dropped, the rest never read). There are no retries:
-the circuit breaker above decides when to try again.
+each read by ``read_timeout``, and the whole exchange by their sum, so a server that trickles
+bytes cannot hold a request longer. A reply body larger than ``max_reply_bytes`` is refused
+while it is read (the connection is dropped, the rest never read). There are no retries: the
+circuit breaker above decides when to try again. The session is opened on first use, on the
+running loop, and again if a later call runs on another loop (a serverless handler that starts
+a loop per invocation).
 """
 
 from __future__ import annotations
@@ -27,7 +33,7 @@ import ssl
 from collections.abc import Sequence
 from typing import Any
 
-import httpx
+import aiohttp
 import orjson
 
 __all__ = ["RestAuthError", "RestClient", "RestError", "RestProtocolError", "RestReplyError",
@@ -102,15 +108,27 @@ class RestClient:
         self.deadline = connect_timeout + read_timeout
         self.requests = 0
         """HTTP requests sent (what a test or the bench counts)."""
-        self._client = httpx.AsyncClient(
-            base_url=self.url,
-            headers={"Authorization": f"Bearer {token}", "Upstash-Encoding": "base64",
-                     "Content-Type": "application/json"},
-            timeout=httpx.Timeout(connect=connect_timeout, read=read_timeout,
-                                  write=read_timeout, pool=connect_timeout),
-            limits=httpx.Limits(max_connections=max_connections,
-                                max_keepalive_connections=max_connections),
-            verify=verify, follow_redirects=False, trust_env=False)
+        self._headers = {"Authorization": f"Bearer {token}", "Upstash-Encoding": "base64",
+                         "Content-Type": "application/json"}
+        self._timeout = aiohttp.ClientTimeout(total=self.deadline, connect=connect_timeout,
+                                              sock_connect=connect_timeout,
+                                              sock_read=read_timeout)
+        self._verify = verify
+        self._max_connections = max_connections
+        self._session: aiohttp.ClientSession | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None
+
+    def _current(self) -> aiohttp.ClientSession:
+        loop = asyncio.get_running_loop()
+        if self._session is None or self._loop is not loop or self._session.closed:
+            # ssl=True: aiohttp's default verified context; False: no verification.
+            connector = aiohttp.TCPConnector(limit=self._max_connections, ssl=self._verify,
+                                             enable_cleanup_closed=True)
+            self._session = aiohttp.ClientSession(
+                connector=connector, headers=self._headers, timeout=self._timeout,
+                trust_env=False, raise_for_status=False)
+            self._loop = loop
+        return self._session
 
     async def execute(self, commands: Sequence[Sequence[Any]]) -> list[Any]:
         """Send ``commands`` in one request; their decoded results, in order."""
@@ -129,16 +147,15 @@ class RestClient:
     async def _post(self, path: str, body: bytes) -> Any:
         self.requests += 1
         try:
-            async with asyncio.timeout(self.deadline):
-                async with self._client.stream("POST", path, content=body) as response:
-                    data = await self._read(response)
-        except TimeoutError as exc:  # asyncio's deadline and httpx's are both builtin now
-            raise RestUnavailable(f"no complete answer within {self.deadline:g} s") from exc
-        except httpx.TimeoutException as exc:
-            raise RestUnavailable(f"{type(exc).__name__}: {exc or 'timed out'}") from exc
-        except httpx.TransportError as exc:  # connect refused, TLS, reset, protocol error
+            async with self._current().post(self.url + path, data=body,
+                                            allow_redirects=False) as response:
+                status = response.status
+                data = await self._read(response)
+        except asyncio.TimeoutError as exc:  # aiohttp's connect, read and total timeouts
+            raise RestUnavailable(f"no complete answer within the timeouts "
+                                  f"({exc or type(exc).__name__})") from exc
+        except aiohttp.ClientError as exc:  # refused, TLS, reset, bad HTTP
             raise RestUnavailable(f"{type(exc).__name__}: {exc}") from exc
-        status = response.status_code
         if status in (401, 403):
             raise RestAuthError(f"HTTP {status}: {_text(data)}")
         if status >= 500 or status == 429:
@@ -152,24 +169,32 @@ class RestClient:
             raise RestProtocolError(f"HTTP {status}: {_text(data)}")
         return reply
 
-    async def _read(self, response: httpx.Response) -> bytes:
+    async def _read(self, response: aiohttp.ClientResponse) -> bytes:
         limit = self.max_reply_bytes
-        declared = response.headers.get("content-length")
-        if declared is not None and declared.isdigit() and int(declared) > limit:
+        declared = response.content_length
+        if declared is not None and declared > limit:
+            response.close()  # drop the connection rather than read what was announced
             raise RestTooLarge(f"reply of {declared} bytes exceeds the limit of {limit}")
         chunks: list[bytes] = []
         size = 0
-        async for chunk in response.aiter_bytes():  # decompressed: the limit bounds memory
+        # Decompressed chunks (aiohttp decodes gzip): the limit bounds memory, not the wire.
+        async for chunk in response.content.iter_any():
             size += len(chunk)
             if size > limit:
-                # Leaving the stream unread closes the connection instead of pooling it.
+                response.close()
                 raise RestTooLarge(f"reply exceeds the limit of {limit} bytes")
             chunks.append(chunk)
         return b"".join(chunks)
 
     async def aclose(self) -> None:
-        """Close the pooled connections."""
-        await self._client.aclose()
+        """Close the pooled connections (of the loop that opened them)."""
+        session, self._session = self._session, None
+        if session is not None and not session.closed:
+            try:
+                if self._loop is asyncio.get_running_loop():
+                    await session.close()
+            finally:
+                self._loop = None
 
 
 def _arg(arg: Any) -> str:

@@ -105,7 +105,8 @@ def test_https_to_a_plain_http_port_is_a_tls_failure(redis_server: RedisExecutor
         url = standin.url.replace("http://", "https://")
         code, _, err = run("--rest-url", url, "--rest-token", TOKEN)
     assert code == checker.EXIT_TLS
-    assert err.startswith("FAIL (TLS): handshake failed")
+    assert err.startswith("FAIL (TLS): handshake failed: WRONG_VERSION_NUMBER (does this port "
+                          "speak TLS? check https:// vs http://")
 
 
 def test_a_url_without_a_token_is_a_setting_error(monkeypatch: pytest.MonkeyPatch) -> None:
