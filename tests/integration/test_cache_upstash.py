@@ -9,6 +9,7 @@ served uncached or from the memory fallback.
 
 from __future__ import annotations
 
+import asyncio
 import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -25,7 +26,7 @@ from middleware.breaker import CLOSED, OPEN
 from settings import Settings
 from tests.integration.cache_testapp import build_app, settings_for_test
 from tests.server import running
-from tests.upstash_standin import UpstashStandin, upstash_standin
+from tests.upstash_standin import UpstashStandin, standin_in_thread, upstash_standin
 
 pytestmark = pytest.mark.redis
 
@@ -135,6 +136,35 @@ async def test_a_hanging_server_costs_a_bounded_delay_then_the_breaker_opens(
         assert time.monotonic() - started < 1.0  # the breaker sends nothing to the endpoint
         assert [r.headers["x-cache"] for r in served] == ["MISS", "HIT", "HIT"]
         assert standin.total_requests == sent
+
+
+async def test_requests_stalled_together_are_one_incident_for_the_breaker(
+        standin: UpstashStandin) -> None:
+    # As with the TCP backend's one connection: however many requests a stall held, the
+    # breaker counts it once, so one stall alone cannot open it.
+    async with rest_app(standin, socket_timeout=0.3) as (client, _, cache):
+        assert (await client.get("/items/1")).headers["x-cache"] == "MISS"
+        standin.fault = "hang"
+        stalled = await asyncio.gather(*(client.get(f"/items/{n}") for n in range(1, 9)))
+        assert {r.status for r in stalled} == {200}
+        assert {r.headers["x-cache"] for r in stalled} == {"ERROR"}
+        assert cache.tiers.breaker.snapshot()["failures"] == 1
+        assert cache.tiers.breaker.state == CLOSED
+        await client.get("/items/1")  # a second stall: breaker_failures=2
+        assert cache.tiers.breaker.state == OPEN
+
+
+def test_the_client_follows_a_new_event_loop(redis_server: RedisExecutor) -> None:
+    # A serverless handler may run each invocation on a fresh loop: the backend opens its
+    # session on whichever loop calls it.
+    with standin_in_thread(f"redis://{redis_server.host}:{redis_server.port}/0",
+                           TOKEN) as standin:
+        backend = UpstashBackend.from_settings(
+            settings_for_test(rest_url=standin.url, rest_token=TOKEN))
+        for _ in range(2):
+            assert asyncio.run(backend.get_many(["nothing"])) == [None]
+        asyncio.run(backend.close())
+        assert standin.connections == 2
 
 
 async def test_5xx_falls_back_and_the_restart_check_runs_again(
