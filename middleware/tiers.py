@@ -12,7 +12,9 @@ Three tiers, one request at a time, in this order:
 2. **Redis** (``backends.redis.RedisBackend`` over ``backends.pipelined``): entries and
    generation counters shared by every worker and instance; one ``MGET`` per lookup. Guarded by
    the circuit breaker (``breaker``); counters survive Redis forgetting them
-   (``backends.incarnation``).
+   (``backends.incarnation``). Or, with no Redis URL but an Upstash REST URL and token, the
+   same commands over HTTP (``backends.upstash``): one request per lookup, and no hot tier,
+   since REST cannot subscribe to the invalidation channel.
 3. **In-process fallback** (``backends.memory.MemoryBackend``, one per worker): serves only while
    the breaker is open, validated by the host's local generations (``coherence``), which every
    write on this host bumps before its response leaves, whether Redis answers or not.

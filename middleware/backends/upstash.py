@@ -11,8 +11,11 @@ fallback as ``backends.redis``. HTTP requests per operation:
   instances' hot tiers sharing the database hear it); a Redis that does not know the script
   yet answers ``NOSCRIPT`` and the script is sent once with ``EVAL`` (2 requests, once);
 - the restart check (``backends.incarnation``) rides in front of the first operation of the
-  process and of the first after any failure, in the same request (``/pipeline``, which runs in
-  order): one script that reads ``INFO``'s ``run_id`` itself, so it costs no extra request.
+  process, of the first after any failure and of the first after ``RECHECK_SECONDS``, in the
+  same request (``/pipeline``, which runs in order): one script that reads ``INFO``'s
+  ``run_id`` itself, so it costs no extra request. Over TCP a restart drops the connection,
+  which triggers the check; over HTTP a Redis restarted behind a healthy endpoint shows no
+  error, hence the interval.
 
 **No hot tier.** The hot tier is only trusted while its pub/sub channel is healthy, and REST
 cannot subscribe, so with this backend every hit is one request (``CACHE_LOCAL`` is ignored).
@@ -31,7 +34,7 @@ import hashlib
 import logging
 import ssl
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any
 
 import orjson
@@ -47,9 +50,13 @@ from middleware.keys import EPOCH_TAG, generation_key
 if TYPE_CHECKING:
     from middleware.settings import CacheSettings
 
-__all__ = ["CHECK_INCARNATION", "UpstashBackend"]
+__all__ = ["CHECK_INCARNATION", "RECHECK_SECONDS", "UpstashBackend"]
 
 log = logging.getLogger(__name__)
+
+RECHECK_SECONDS = 300.0
+"""How often the restart check runs again while nothing fails: one script command every five
+minutes per worker (about 8,600 a month), riding in a request that is sent anyway."""
 
 CHECK_INCARNATION = """
 local ok, info = pcall(redis.call, 'INFO', 'server')
@@ -104,13 +111,16 @@ class UpstashBackend:
     name = "upstash"
     shared = True
 
-    def __init__(self, client: RestClient, *, namespace: str = "rc") -> None:
+    def __init__(self, client: RestClient, *, namespace: str = "rc",
+                 clock: Callable[[], float] = time.monotonic) -> None:
         self.client = client
         self.url_redacted = client.url  # the token travels in a header, never in the URL
         self.publish_channel = f"{namespace}:inv"
         """Where bumps publish (for TCP instances' hot tiers); this backend never subscribes."""
         self._check_keys = (f"{namespace}:incarnation", generation_key(namespace, EPOCH_TAG))
         self._checked = False
+        self._checked_at = 0.0
+        self._clock = clock
         self._incident = object()
         self.resets = 0
         """Restarts of Redis this process detected (the global epoch was reset)."""
@@ -134,7 +144,7 @@ class UpstashBackend:
         return cls(client, namespace=settings.namespace)
 
     async def _run(self, operation: str, commands: list[tuple[Any, ...]]) -> list[Any]:
-        check = not self._checked
+        check = not self._checked or self._clock() - self._checked_at >= RECHECK_SECONDS
         if check:
             commands = [("EVAL", CHECK_INCARNATION, 2, *self._check_keys, random_base(),
                          self.publish_channel), *commands]
@@ -162,6 +172,7 @@ class UpstashBackend:
                                     transient=is_unavailable_reply(reply)) from reply
         reset, run_id = reply
         self._checked = True
+        self._checked_at = self._clock()
         if not run_id and not self._warned:
             self._warned = True
             log.warning("Redis refused INFO inside a script: a restart from an older snapshot "

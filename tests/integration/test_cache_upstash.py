@@ -21,7 +21,7 @@ import redis
 from pytest_redis.executor import RedisExecutor
 
 from app import create_app
-from middleware.backends.upstash import UpstashBackend
+from middleware.backends.upstash import RECHECK_SECONDS, UpstashBackend
 from middleware.breaker import CLOSED, OPEN
 from settings import Settings
 from tests.integration.cache_testapp import build_app, settings_for_test
@@ -152,6 +152,29 @@ async def test_requests_stalled_together_are_one_incident_for_the_breaker(
         assert cache.tiers.breaker.state == CLOSED
         await client.get("/items/1")  # a second stall: breaker_failures=2
         assert cache.tiers.breaker.state == OPEN
+
+
+async def test_the_restart_check_runs_again_after_its_interval(
+        standin: UpstashStandin, redis_server: RedisExecutor) -> None:
+    # Behind a healthy endpoint a restarted Redis shows no error: the check is repeated.
+    now = [1000.0]
+    backend = UpstashBackend(
+        UpstashBackend.from_settings(settings_for_test(rest_url=standin.url,
+                                                       rest_token=TOKEN)).client,
+        namespace="recheck", clock=lambda: now[0])
+    try:
+        await backend.get_many(["recheck:x"])
+        await backend.get_many(["recheck:x"])
+        assert (standin.requests["/pipeline"], standin.requests["/"]) == (1, 1)
+        with redis.Redis(host=redis_server.host, port=redis_server.port) as tcp:
+            tcp.delete("recheck:incarnation")  # as a restart with empty data leaves it
+            epoch = tcp.get("recheck:gen:*epoch*")
+            now[0] += RECHECK_SECONDS
+            await backend.get_many(["recheck:x"])
+            assert standin.requests["/pipeline"] == 2 and backend.resets == 2
+            assert tcp.get("recheck:gen:*epoch*") != epoch
+    finally:
+        await backend.close()
 
 
 def test_the_client_follows_a_new_event_loop(redis_server: RedisExecutor) -> None:
