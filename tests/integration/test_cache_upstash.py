@@ -10,21 +10,27 @@ served uncached or from the memory fallback.
 from __future__ import annotations
 
 import asyncio
+import base64
 import time
+from dataclasses import replace
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
 
+import httpx
 import pytest
 import redis
 from pytest_redis.executor import RedisExecutor
 
 from app import create_app
+from middleware import CacheBackendError, RedisBackend
+from middleware.backends.rest import RestReplyError
 from middleware.backends.upstash import RECHECK_SECONDS, UpstashBackend
 from middleware.breaker import CLOSED, OPEN
 from settings import Settings
-from tests.integration.cache_testapp import build_app, settings_for_test
+from tests.integration.cache_testapp import AppState, build_app, settings_for_test
+from tests.integration.test_cache_hot import settle
 from tests.server import running
 from tests.upstash_standin import UpstashStandin, standin_in_thread, upstash_standin
 
@@ -90,6 +96,34 @@ async def test_hits_misses_and_invalidation_cost_one_request_each(
         assert standin.requests["/pipeline"] == 1  # the check ran once
         assert standin.connections == 1  # one keep-alive connection carried every request
         assert cache.stats()["backend"] == "upstash" and cache.errors == 0
+
+
+async def test_a_rest_write_clears_a_tcp_instances_hot_tier(
+        standin: UpstashStandin, redis_server: RedisExecutor) -> None:
+    # A mixed deployment on one database: a long-lived TCP instance with its hot tier beside
+    # serverless REST instances. The REST bump publishes on the invalidation channel.
+    settings = settings_for_test()
+    state = AppState()
+    tcp = build_app(RedisBackend.from_url(f"redis://{redis_server.host}:{redis_server.port}/0",
+                                          settings), settings, state=state)
+    rest = build_app(None, replace(settings, rest_url=standin.url, rest_token=TOKEN),
+                     state=state)
+    async with running(tcp[0]) as reader, running(rest[0]) as writer:
+        await settle(tcp[2])
+        stale = []
+        for version in range(1, 11):
+            for _ in range(2):  # hot on the TCP instance
+                await reader.get("/items/1")
+            assert (await writer.patch("/items/1", json={"name": f"v{version}"})).status == 200
+            # Two instances, as two hosts: a read starting 5 ms after the acknowledgement (as
+            # in test_cache_hot), the channel's one hop.
+            await asyncio.sleep(0.005)
+            seen = ((await reader.get("/items/1")).json["name"],
+                    (await writer.get("/items/1")).json["name"])
+            if seen != (f"v{version}", f"v{version}"):
+                stale.append((version, seen))
+        assert stale == []
+        assert tcp[2].hot.hits >= 10  # the TCP reader really served from its hot tier
 
 
 async def test_values_are_binary_safe_and_tcp_written_entries_are_read(
@@ -250,3 +284,43 @@ def _errors(caplog: pytest.LogCaptureFixture) -> str:
     """The backend errors the fail-open boundary logged, as one text."""
     return "\n".join(str(record.exc_info[1]) for record in caplog.records
                      if record.name == "middleware.cache" and record.exc_info)
+
+
+async def test_the_standin_speaks_the_documented_protocol(standin: UpstashStandin) -> None:
+    # What the backend relies on, checked on the stand-in itself with a plain HTTP client.
+    auth = {"Authorization": f"Bearer {TOKEN}"}
+    b64 = {**auth, "Upstash-Encoding": "base64"}
+    async with httpx.AsyncClient(base_url=standin.url) as http:
+        wrong = await http.post("/", json=["PING"], headers={"Authorization": "Bearer nope"})
+        assert wrong.status_code == 401 and "error" in wrong.json()
+        unknown = await http.post("/", json=["NOSUCHCOMMAND", "x"], headers=auth)
+        assert unknown.status_code == 400
+        assert unknown.json()["error"].startswith("ERR unknown command")
+        assert (await http.post("/", json=["SET", "proto:k", "v\u00e9"], headers=b64)).json() \
+            == {"result": "OK"}
+        assert (await http.post("/", json=["GET", "proto:k"], headers=auth)).json() == {
+            "result": "v\u00e9"}
+        assert (await http.post("/", json=["GET", "proto:k"], headers=b64)).json() == {
+            "result": base64.b64encode("v\u00e9".encode()).decode()}
+        piped = await http.post("/pipeline", json=[["INCR", "proto:n"], ["INCR", "proto:k"]],
+                                headers=b64)
+        assert piped.json() == [{"result": 1},
+                                {"error": "ERR value is not an integer or out of range"}]
+        multi = await http.post("/multi-exec", json=[["INCR", "proto:n"], ["GET", "proto:n"]],
+                                headers=b64)
+        assert multi.json() == [{"result": 2}, {"result": base64.b64encode(b"2").decode()}]
+
+
+async def test_an_error_reply_is_an_answer_not_an_outage(standin: UpstashStandin) -> None:
+    backend = UpstashBackend.from_settings(
+        settings_for_test(rest_url=standin.url, rest_token=TOKEN))
+    try:
+        (reply,) = await backend.client.execute([("NOSUCHCOMMAND", "x")])
+        assert isinstance(reply, RestReplyError)
+        assert str(reply).startswith("ERR unknown command")
+        await backend.set("proto:counter", b"not a number", 30)
+        with pytest.raises(CacheBackendError) as caught:  # INCR of a non-integer: answered
+            await backend.incr_many(["proto:counter"])
+        assert caught.value.transient is False
+    finally:
+        await backend.close()
