@@ -130,7 +130,8 @@ class UpstashBackend:
     def from_settings(cls, settings: CacheSettings) -> UpstashBackend:
         """A backend on ``settings.rest_url`` with ``settings.rest_token``, the Redis connect
         and socket timeouts, and ``settings.rest_max_reply_bytes``."""
-        assert settings.rest_url and settings.rest_token
+        if not settings.rest_url or not settings.rest_token:
+            raise ValueError("the REST backend needs rest_url and rest_token")
         verify: ssl.SSLContext | bool = True
         if settings.tls_ca_certs or settings.tls_insecure:
             verify = ssl.create_default_context(cafile=settings.tls_ca_certs)
