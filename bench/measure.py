@@ -13,7 +13,7 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from bench import instances, stale
 from bench.client import Client
-from bench.configs import Config, make_server
+from bench.configs import Config, make_rest_standin, make_server
 from bench.procs import RedisServer, Server, wait_for_quiet
 from bench.workloads import WRITE_EVERY, WorkloadFiles, WritablePost, with_tokens, write_version
 from bench.wrk import run_wrk
@@ -134,13 +134,20 @@ class Measurer:
                                         log_dir=self.log_dir)
             stopped_redis.start()
             redis_url = stopped_redis.url
+        standin = make_rest_standin(redis_url, log_dir=self.log_dir,
+                                    name=f"rest-standin-r{round_no}") \
+            if config.cache == "rest" else None
         names = instances.NAMES[:config.instances] if config.instances > 1 else ("",)
         servers = [make_server(config, log_dir=self.log_dir, database_url=self.database_url,
                                redis_url=redis_url, limit_body=self.limit_body,
                                peer_prefix=f"peer-r{round_no}-{time.monotonic_ns()}",
-                               instance=f"-{name}" if name else "") for name in names]
+                               instance=f"-{name}" if name else "",
+                               rest_url=standin.base_url if standin else None)
+                   for name in names]
         server = servers[0]
         try:
+            if standin is not None:
+                standin.start()
             for each in servers:
                 each.start()
             notes: list[str] = []
@@ -166,6 +173,8 @@ class Measurer:
         finally:
             for each in servers:
                 each.stop()
+            if standin is not None:
+                standin.stop()
             if stopped_redis is not None:
                 stopped_redis.stop()
 

@@ -24,7 +24,8 @@ ROOT = Path(__file__).resolve().parents[1]
 def clean_env(**extra: str) -> dict[str, str]:
     """This environment without the service's own settings, plus ``extra``."""
     env = {key: value for key, value in os.environ.items()
-           if not key.startswith(("REDIS_", "CACHE_", "PROMETHEUS_", "DATABASE_", "SECRET_"))}
+           if not key.startswith(("REDIS_", "CACHE_", "PROMETHEUS_", "DATABASE_", "SECRET_",
+                                  "UPSTASH_"))}
     env.update(PYTHONPATH=str(ROOT), HOST="127.0.0.1", **extra)
     return env
 
