@@ -83,6 +83,20 @@ class RedisClusterProcs:
             assert time.monotonic() < deadline, f"redis-server on {port} did not start"
             time.sleep(0.05)
 
+    def add_replica(self, master: int) -> int:
+        """Start a node and make it a replica of ``master``; its port, once in sync."""
+        (port,) = _free_ports(1)
+        self.start_node(port)
+        subprocess.run(
+            ["redis-cli", "--cluster", "add-node", f"127.0.0.1:{port}", f"127.0.0.1:{master}",
+             "--cluster-slave", "--cluster-master-id", self.node_id(master)],
+            check=True, capture_output=True, timeout=30)
+        deadline = time.monotonic() + 20
+        while self.node(port).info("replication").get("master_link_status") != "up":
+            assert time.monotonic() < deadline, f"replica {port} never synced"
+            time.sleep(0.05)
+        return port
+
     def wait_ok(self, ports: list[int] | None = None, timeout: float = 20.0) -> None:
         """Until every node (of ``ports``) reports ``cluster_state:ok`` with all slots."""
         deadline = time.monotonic() + timeout

@@ -78,13 +78,15 @@ most a migration or a failover needs)."""
 
 _TRANSIENT: tuple[type[BaseException], ...] = (
     rx.ConnectionError, rx.TimeoutError, OSError, asyncio.TimeoutError,
-    rx.ClusterDownError, rx.TryAgainError, rx.MasterDownError, rx.BusyLoadingError,
+    rx.ClusterDownError, rx.MasterDownError, rx.BusyLoadingError,
     rx.ReadOnlyError, rx.ClusterError, rx.RedisClusterException,
 )
-"""Errors that mean "the cluster cannot serve this now": no node reachable, a slot without a
-master (``CLUSTERDOWN``), keys split by a migration (``TRYAGAIN``), redirections that never
-settle (``ClusterError: TTL exhausted``). redis-py strips the reply's first word
-(``CLUSTERDOWN``...), so they are told by type here, not by ``is_unavailable_reply``."""
+"""Errors that mean "the cluster cannot serve now" (they feed the breaker): no node
+reachable, a slot without a master (``CLUSTERDOWN``), redirections that never settle.
+redis-py strips the reply's first word (``CLUSTERDOWN``...), so they are told by type here,
+not by ``is_unavailable_reply``. Not ``TRYAGAIN``: a multi-key command whose keys a migration
+has split between two nodes (one request fails open; the cluster is healthy, and a long
+reshard must not open the breaker)."""
 
 
 def physical_key(namespace: str, key: str) -> str:
@@ -222,6 +224,9 @@ class ClusterBackend:
         except rx.MaxConnectionsError as exc:
             raise CacheBackendError(f"redis cluster {operation}: every connection busy",
                                     transient=False) from exc
+        except rx.TryAgainError as exc:
+            raise CacheBackendError(f"redis cluster {operation}: TRYAGAIN (keys split by a "
+                                    "slot migration)", transient=False) from exc
         except _TRANSIENT as exc:
             raise CacheBackendError(f"redis cluster {operation}: {type(exc).__name__}: {exc}",
                                     transient=True) from exc

@@ -5,6 +5,7 @@ and invalidations; a slot migration under load; a killed master. With and withou
 from __future__ import annotations
 
 import asyncio
+import time
 from collections.abc import AsyncIterator, Iterator
 from contextlib import asynccontextmanager
 from pathlib import Path
@@ -117,6 +118,9 @@ class Load:
         self.errors: list[str] = []
         self.stale: list[str] = []
         self.done = False
+        self.until = asyncio.Event()
+        """The writer goes on (slowly) past ``writes`` until this is set."""
+        self.until.set()
         self.phase = "before"
         """What the cluster is going through (named in failures)."""
 
@@ -136,8 +140,10 @@ class Load:
             self.stale.append(f"{self.phase}: read {name!r} after v{floor} was acknowledged")
 
     async def writer(self) -> None:
+        i = 0
         try:
-            for i in range(1, self.writes + 1):
+            while i < self.writes or not self.until.is_set():
+                i += 1
                 response = await self.client.patch("/items/1", json={"name": f"v{i}"})
                 self.requests += 1
                 if response.status != 200:
@@ -145,7 +151,10 @@ class Load:
                 self.acked = i
                 await self._check()
                 await self._get("/items")
+                if i >= self.writes:  # past the planned writes, a slow pace while waiting
+                    await asyncio.sleep(0.02)
         finally:
+            self.writes = i
             self.done = True
 
     async def reader(self) -> None:
@@ -253,3 +262,59 @@ async def test_a_killed_master_gives_no_client_error(own_cluster: RedisClusterPr
         await client.get("/items/1")
         hit = await client.get("/items/1")
         assert hit.headers["x-cache"] == "HIT" and cache.stats()["backend"] == "redis"
+
+
+async def test_a_failover_to_a_replica_is_followed(own_cluster: RedisClusterProcs) -> None:
+    """The owner of the slot dies and its replica takes over: no client error, no stale read
+    (a bump the replica never got is covered by the restart check's epoch reset), and the
+    cache serves from the new master once the breaker probes it."""
+    async with cluster_app(own_cluster, breaker_failures=2,
+                           breaker_reset_seconds=0.2) as (client, state, cache):
+        slot = _slot(own_cluster, cache)
+        owner = own_cluster.owner(slot)
+        replica = await asyncio.to_thread(own_cluster.add_replica, owner)
+        load = Load(client, writes=60, readers=2, limit=600)
+        load.until.clear()
+
+        async def fail_over() -> None:
+            try:
+                await load.after(40)
+                await asyncio.to_thread(own_cluster.kill, owner)
+                load.phase = "failing over"
+                await asyncio.to_thread(until_owner, own_cluster, slot, replica)
+                load.phase = "failed over"
+                await load.after(40)
+            finally:
+                load.until.set()
+
+        resets = cache.tiers.remote.incarnation.resets
+        await load.run(fail_over())
+        assert load.errors == [] and load.stale == [], (load.errors, load.stale)
+        for _ in range(200):  # requests drive the breaker's probe
+            response = await client.get("/items/1")
+            assert response.status == 200 and response.json["name"] == f"v{load.writes}"
+            if cache.tiers.breaker.state == CLOSED and cache.stats()["backend"] == "redis":
+                break
+            await asyncio.sleep(0.05)
+        assert cache.stats()["backend"] == "redis"
+        assert cache.tiers.remote.incarnation.resets > resets  # the replica's own run_id
+        await client.get("/items/1")
+        assert (await client.get("/items/1")).headers["x-cache"] == "HIT"
+        assert own_cluster.keys_in_slot(replica, slot) != []
+        # The hot tier's channel now listens on the new master, not on the dead one.
+        await until(lambda: cache.hot.healthy)
+        listening = set(cache._subscriber.subscribers)  # noqa: SLF001
+        assert any(url.endswith(f":{replica}") for url in listening)
+        assert not any(url.endswith(f":{owner}") for url in listening)
+
+
+def until_owner(cluster: RedisClusterProcs, slot: int, port: int) -> None:
+    """Until a live node says ``port`` serves ``slot`` (the replica's promotion)."""
+    deadline = time.monotonic() + 30
+    alive = next(p for p in cluster.ports if cluster.procs[p].poll() is None)
+    while True:
+        for start, end, master, *_ in cluster.node(alive).execute_command("CLUSTER", "SLOTS"):
+            if start <= slot <= end and int(master[1]) == port:
+                return
+        assert time.monotonic() < deadline, "the replica was never promoted"
+        time.sleep(0.05)
