@@ -318,3 +318,28 @@ def until_owner(cluster: RedisClusterProcs, slot: int, port: int) -> None:
                 return
         assert time.monotonic() < deadline, "the replica was never promoted"
         time.sleep(0.05)
+
+
+async def test_keys_split_by_a_migration_fail_one_request_open_not_the_breaker(
+        redis_cluster: RedisClusterProcs) -> None:
+    """``TRYAGAIN``: mid-migration, a lookup whose keys are partly on each node (a new tag's
+    counter missing on the source, the epoch still there) is served uncached; the breaker,
+    which would send every request to memory, is not told."""
+    async with cluster_app(redis_cluster, local_tier=False,
+                           breaker_failures=1) as (client, state, cache):
+        assert (await client.get("/items/1")).headers["x-cache"] == "MISS"
+        slot = _slot(redis_cluster, cache)
+        source = redis_cluster.owner(slot)
+        target = next(port for port in redis_cluster.ports if port != source)
+        await asyncio.to_thread(redis_cluster.begin_migration, slot, source, target)
+        try:
+            split = await client.get("/items/2")  # item:2's counter does not exist yet
+            assert split.status == 200 and split.json["name"] == "two"
+            assert split.headers["x-cache"] == "ERROR"
+            assert cache.stats()["errors"] == 1 and cache.tiers.breaker.state == CLOSED
+            assert (await client.get("/items/1")).headers["x-cache"] == "HIT"
+        finally:
+            await asyncio.to_thread(redis_cluster.migrate_keys, slot, source, target)
+            await asyncio.to_thread(redis_cluster.end_migration, slot, source, target)
+        assert (await client.get("/items/2")).headers["x-cache"] == "MISS"
+        assert (await client.get("/items/2")).headers["x-cache"] == "HIT"
