@@ -9,7 +9,8 @@ Three tiers, one request at a time, in this order:
    bumped counters on ``<ns>:inv`` (``backends.incarnation``), which each worker's subscriber
    connection (``backends.subscriber``) applies as it arrives. Not trusted (skipped, and
    flushed afterwards) while that channel is not known to be healthy.
-2. **Redis** (``backends.redis.RedisBackend`` over ``backends.pipelined``): entries and
+2. **Redis** (``backends.redis.RedisBackend`` over ``backends.pipelined``, or
+   ``backends.cluster.ClusterBackend`` with ``REDIS_CLUSTER``): entries and
    generation counters shared by every worker and instance; one ``MGET`` per lookup. Guarded by
    the circuit breaker (``breaker``); counters survive Redis forgetting them
    (``backends.incarnation``). Or, with no Redis URL but an Upstash REST URL and token, the

@@ -69,8 +69,9 @@ __all__ = ["ClusterBackend", "physical_key"]
 log = logging.getLogger(__name__)
 
 MAX_CONNECTIONS_PER_NODE = 64
-"""Pooled connections per node and worker (redis-py's default is 100). A command that finds
-them all busy fails at once (``MaxConnectionsError``): a miss served uncached, not an outage."""
+"""Pooled connections per node and worker (redis-py's default is 100). redis-py fails a
+command that finds them all busy (``MaxConnectionsError``) instead of waiting, so at most this
+many commands are in flight per worker and the next ones wait their turn (``_in_flight``)."""
 
 MAX_REDIRECTIONS = 5
 """``MOVED``/``ASK`` replies followed for one command before it fails (one of each is the
@@ -120,6 +121,7 @@ class ClusterBackend:
         self.slot = key_slot(self.slot_key.encode())
         self._stale = False
         self._refresh_lock = asyncio.Lock()
+        self._in_flight = asyncio.Semaphore(MAX_CONNECTIONS_PER_NODE)
         self.moved = self.asked = 0
         """``MOVED`` and ``ASK`` redirections followed."""
         self.incarnation = IncarnationCheck(self.slot_key, self.channel)
@@ -220,7 +222,8 @@ class ClusterBackend:
 
     async def _run(self, operation: str, *args: Any) -> Any:
         try:
-            return await self._route(args)
+            async with self._in_flight:
+                return await self._route(args)
         except rx.MaxConnectionsError as exc:
             raise CacheBackendError(f"redis cluster {operation}: every connection busy",
                                     transient=False) from exc

@@ -343,3 +343,13 @@ async def test_keys_split_by_a_migration_fail_one_request_open_not_the_breaker(
             await asyncio.to_thread(redis_cluster.end_migration, slot, source, target)
         assert (await client.get("/items/2")).headers["x-cache"] == "MISS"
         assert (await client.get("/items/2")).headers["x-cache"] == "HIT"
+
+
+async def test_more_concurrent_requests_than_pooled_connections_wait_their_turn(
+        redis_cluster: RedisClusterProcs) -> None:
+    """redis-py fails a command when a node's pool is exhausted; the backend queues instead."""
+    async with cluster_app(redis_cluster, local_tier=False) as (client, state, cache):
+        paths = [f"/items/{i}" for i in range(1, 4)] * 100
+        responses = await asyncio.gather(*(client.get(path) for path in paths))
+        assert {r.status for r in responses} == {200}
+        assert cache.stats()["errors"] == 0
