@@ -18,7 +18,7 @@ services (``CACHE_NAMESPACE``) land on different slots.
 
 Redirections and topology: each command goes to the slot's owner in redis-py's slot map;
 ``MOVED`` patches the map and is followed, ``ASK`` is followed with ``ASKING`` and the command
-on one connection of the importing node (see ``_route`` for why not through
+on one connection of the importing node (``backends.cluster_routing`` says why not through
 ``RedisCluster.execute_command``). A connection error, a timeout or ``CLUSTERDOWN`` reloads
 the topology (``CLUSTER SLOTS`` from any known node, the failed one last) before the next
 command, which is how a failover is followed. No retries (``Retry(NoBackoff(), 0)``, no
@@ -47,7 +47,7 @@ from typing import TYPE_CHECKING, Any
 
 import orjson
 from redis import exceptions as rx
-from redis.asyncio.cluster import PipelineCommand, RedisCluster
+from redis.asyncio.cluster import RedisCluster
 from redis.asyncio.connection import Connection
 from redis.backoff import NoBackoff
 from redis.connection import parse_url
@@ -56,6 +56,7 @@ from redis.retry import Retry
 
 from middleware.backends.base import CacheBackendError, random_base
 from middleware.backends.cluster_channel import ClusterSubscriber
+from middleware.backends.cluster_routing import SlotRouter
 from middleware.backends.incarnation import INIT, PUBLISHED_BUMP, IncarnationCheck
 from middleware.backends.pipelined import ReplyError
 from middleware.backends.redis import is_unavailable_reply, ssl_context_for
@@ -71,11 +72,7 @@ log = logging.getLogger(__name__)
 MAX_CONNECTIONS_PER_NODE = 64
 """Pooled connections per node and worker (redis-py's default is 100). redis-py fails a
 command that finds them all busy (``MaxConnectionsError``) instead of waiting, so at most this
-many commands are in flight per worker and the next ones wait their turn (``_in_flight``)."""
-
-MAX_REDIRECTIONS = 5
-"""``MOVED``/``ASK`` replies followed for one command before it fails (one of each is the
-most a migration or a failover needs)."""
+many commands are in flight per worker and the next ones wait their turn."""
 
 _TRANSIENT: tuple[type[BaseException], ...] = (
     rx.ConnectionError, rx.TimeoutError, OSError, asyncio.TimeoutError,
@@ -118,12 +115,9 @@ class ClusterBackend:
         self.channel = f"{namespace}:inv"
         """The invalidation channel every bump publishes on (cluster-wide ``PUBLISH``)."""
         self.slot_key = f"{{{namespace}}}"
-        self.slot = key_slot(self.slot_key.encode())
-        self._stale = False
-        self._refresh_lock = asyncio.Lock()
-        self._in_flight = asyncio.Semaphore(MAX_CONNECTIONS_PER_NODE)
-        self.moved = self.asked = 0
-        """``MOVED`` and ``ASK`` redirections followed."""
+        self.router = SlotRouter(client, key_slot(self.slot_key.encode()),
+                                 max_in_flight=MAX_CONNECTIONS_PER_NODE)
+        """Runs the commands on the slot's owner (``MOVED``/``ASK``, topology refreshes)."""
         self.incarnation = IncarnationCheck(self.slot_key, self.channel)
         """The restart check run on each new connection (see the module docstring)."""
         self._options = parse_url(url)
@@ -199,9 +193,7 @@ class ClusterBackend:
 
     async def master_urls(self) -> list[str]:
         """URLs (with the configured credentials) of every master in the slot map."""
-        if self._stale:
-            await self._refresh()
-        await self.client.initialize()
+        await self.router.ready()
         scheme = "rediss" if self.url.startswith("rediss://") else "redis"
         user = self._options.get("username") or ""
         password = self._options.get("password")
@@ -222,8 +214,7 @@ class ClusterBackend:
 
     async def _run(self, operation: str, *args: Any) -> Any:
         try:
-            async with self._in_flight:
-                return await self._route(args)
+            return await self.router.execute(args)
         except rx.MaxConnectionsError as exc:
             raise CacheBackendError(f"redis cluster {operation}: every connection busy",
                                     transient=False) from exc
@@ -236,55 +227,6 @@ class ClusterBackend:
         except rx.RedisError as exc:
             raise CacheBackendError(f"redis cluster {operation}: {type(exc).__name__}: {exc}",
                                     transient=is_unavailable_reply(exc)) from exc
-
-    async def _route(self, args: Sequence[Any]) -> Any:
-        """Run one command on the owner of the namespace's slot, following redirections.
-
-        ``RedisCluster.execute_command`` follows them too, but not safely under concurrency
-        (redis-py 8.1): it sends ``ASKING`` and then the command as two pooled commands, which
-        may take two different connections (the command then bounces between the two nodes
-        until "TTL exhausted"), and every fifth ``MOVED`` closes every connection of the
-        client, failing the commands in flight on them. Here ``ASKING`` and the command share
-        one connection (a two-command pipeline), and ``MOVED`` only patches the slot map.
-        """
-        manager = self.client.nodes_manager
-        asking: Any = None
-        for _ in range(MAX_REDIRECTIONS):
-            if self._stale:
-                await self._refresh()
-            await self.client.initialize()  # once; a no-op afterwards
-            node = asking or manager.get_node_from_slot(self.slot)
-            try:
-                if asking is None:
-                    return await node.execute_command(*args)
-                pair = [PipelineCommand(0, "ASKING"), PipelineCommand(1, *args)]
-                await node.execute_pipeline(pair)
-                for command in pair:
-                    if isinstance(command.result, Exception):
-                        raise command.result
-                return pair[1].result
-            except rx.MovedError as exc:  # the slot has a new owner (or a failover)
-                self.moved += 1
-                asking = None
-                await manager.move_slot(exc)
-            except rx.AskError as exc:  # the slot is migrating and this key has moved
-                self.asked += 1
-                asking = manager.get_node(host=exc.host, port=exc.port)
-                if asking is None:
-                    self._stale = True
-            except (rx.ConnectionError, rx.TimeoutError, OSError, rx.ClusterDownError):
-                # The node is gone, hung, or its cluster has no quorum: reload the topology
-                # before the next command (a failover shows there); the breaker counts this.
-                self._stale = True
-                manager.move_node_to_end_of_cached_nodes(node.name)
-                raise
-        raise rx.ClusterError(f"still redirected after {MAX_REDIRECTIONS} attempts")
-
-    async def _refresh(self) -> None:
-        async with self._refresh_lock:
-            if self._stale:
-                self._stale = False
-                await self.client.nodes_manager.initialize()
 
     async def get_many(self, keys: Sequence[str]) -> list[bytes | None]:
         return list(await self._run("MGET", "MGET", *self._keys(keys)))

@@ -212,8 +212,8 @@ async def test_a_slot_migration_under_load_gives_no_error_and_no_stale_read(
             stats = each.stats()
             assert (stats["errors"], stats["backend"], each.tiers.breaker.state) == (
                 0, "redis", CLOSED), _cache_errors(caplog)
-        remote = cache.tiers.remote
-        assert remote.asked > 0 and remote.moved > 0, (remote.asked, remote.moved)
+        router = cache.tiers.remote.router
+        assert router.asked > 0 and router.moved > 0, (router.asked, router.moved)
         assert 300 <= load.requests <= 1000, load.requests
         if local_tier:
             assert other_cache.hot.hits > 0
