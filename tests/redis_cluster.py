@@ -14,6 +14,7 @@ import socket
 import subprocess
 import time
 from pathlib import Path
+from typing import Any
 
 import redis
 
@@ -45,29 +46,42 @@ def _free_ports(count: int) -> list[int]:
 class RedisClusterProcs:
     """The servers of one test cluster, and what the tests do to it by hand."""
 
-    def __init__(self, directory: Path, masters: int = 3) -> None:
+    def __init__(self, directory: Path, masters: int = 3, *, tls: Path | None = None) -> None:
         self.directory = directory
+        self.tls = tls
+        """A ``tests.tls_redis`` certificate directory: every node speaks TLS only (clients
+        and the cluster bus), with ``server.crt`` (for 127.0.0.1) signed by ``ca.crt``."""
         self.ports = _free_ports(masters)
         self.procs: dict[int, subprocess.Popen[bytes]] = {}
 
     @property
     def url(self) -> str:
         """A URL naming the first node (the cache discovers the rest)."""
-        return f"redis://127.0.0.1:{self.ports[0]}"
+        return f"{'rediss' if self.tls else 'redis'}://127.0.0.1:{self.ports[0]}"
+
+    def _cli_tls(self) -> list[str]:
+        return ["--tls", "--cacert", str(self.tls / "ca.crt")] if self.tls else []
 
     def start(self) -> RedisClusterProcs:
         for port in self.ports:
             self.start_node(port)
         subprocess.run(
-            ["redis-cli", "--cluster", "create",
+            ["redis-cli", *self._cli_tls(), "--cluster", "create",
              *(f"127.0.0.1:{port}" for port in self.ports), "--cluster-yes"],
             check=True, capture_output=True, timeout=30)
         self.wait_ok()
         return self
 
     def start_node(self, port: int) -> None:
+        listen = ["--port", str(port)]
+        if self.tls:
+            listen = ["--port", "0", "--tls-port", str(port), "--tls-cluster", "yes",
+                      "--tls-cert-file", str(self.tls / "server.crt"),
+                      "--tls-key-file", str(self.tls / "server.key"),
+                      "--tls-ca-cert-file", str(self.tls / "ca.crt"),
+                      "--tls-auth-clients", "no"]
         self.procs[port] = subprocess.Popen(
-            ["timeout", str(LIFETIME_SECONDS), "redis-server", "--port", str(port),
+            ["timeout", str(LIFETIME_SECONDS), "redis-server", *listen,
              "--bind", "127.0.0.1", "--cluster-enabled", "yes",
              "--cluster-config-file", str(self.directory / f"nodes-{port}.conf"),
              "--cluster-node-timeout", "1000", "--dir", str(self.directory),
@@ -88,8 +102,8 @@ class RedisClusterProcs:
         (port,) = _free_ports(1)
         self.start_node(port)
         subprocess.run(
-            ["redis-cli", "--cluster", "add-node", f"127.0.0.1:{port}", f"127.0.0.1:{master}",
-             "--cluster-slave", "--cluster-master-id", self.node_id(master)],
+            ["redis-cli", *self._cli_tls(), "--cluster", "add-node", f"127.0.0.1:{port}",
+             f"127.0.0.1:{master}", "--cluster-slave", "--cluster-master-id", self.node_id(master)],
             check=True, capture_output=True, timeout=30)
         deadline = time.monotonic() + 20
         while self.node(port).info("replication").get("master_link_status") != "up":
@@ -109,8 +123,11 @@ class RedisClusterProcs:
                 time.sleep(0.05)
 
     def node(self, port: int) -> redis.Redis:
+        tls: dict[str, Any] = {}
+        if self.tls:
+            tls = {"ssl": True, "ssl_ca_certs": str(self.tls / "ca.crt")}
         return redis.Redis(host="127.0.0.1", port=port, socket_timeout=5,
-                           socket_connect_timeout=2)
+                           socket_connect_timeout=2, **tls)
 
     def node_id(self, port: int) -> str:
         node_id = self.node(port).cluster("MYID")

@@ -18,6 +18,7 @@ from middleware.breaker import CLOSED
 from tests.integration.cache_testapp import AppState, build_app, settings_for_test
 from tests.integration.test_cache_hot import until
 from tests.redis_cluster import RedisClusterProcs
+from tests.tls_redis import make_tls_files
 from tests.server import Client, running
 
 pytestmark = [pytest.mark.redis, pytest.mark.slow]
@@ -353,3 +354,26 @@ async def test_more_concurrent_requests_than_pooled_connections_wait_their_turn(
         responses = await asyncio.gather(*(client.get(path) for path in paths))
         assert {r.status for r in responses} == {200}
         assert cache.stats()["errors"] == 0
+
+
+async def test_a_tls_cluster_with_rediss(tmp_path: Path) -> None:
+    """``rediss://``: every node (discovered ones too) and every channel connection verified
+    against ``REDIS_TLS_CA_CERTS``."""
+    files = make_tls_files(tmp_path)
+    cluster = RedisClusterProcs(tmp_path, tls=files)
+    try:
+        cluster.start()
+        async with cluster_app(cluster, tls_ca_certs=str(files / "ca.crt")) as (
+                client, state, cache):
+            assert cache.tiers.remote.url.startswith("rediss://")
+            assert len(cache._subscriber.subscribers) == 3  # noqa: SLF001 - all TLS
+            assert all(url.startswith("rediss://")
+                       for url in cache._subscriber.subscribers)  # noqa: SLF001
+            assert (await client.get("/items/1")).headers["x-cache"] == "MISS"
+            assert (await client.get("/items/1")).headers["x-cache"] == "HIT"
+            assert (await client.patch("/items/1", json={"name": "uno"})).status == 200
+            after = await client.get("/items/1")
+            assert after.headers["x-cache"] == "MISS" and after.json["name"] == "uno"
+            assert cache.stats()["errors"] == 0 and state.calls["item:1"] == 2
+    finally:
+        cluster.stop()
