@@ -100,6 +100,45 @@ async def test_hits_misses_and_invalidations(redis_cluster: RedisClusterProcs,
         assert (stats["errors"], stats["backend"], stats["hits"]) == (0, "redis", 4)
 
 
+_PROBES = {"info", "hello", "client|setinfo"}
+"""What this test's own connections send to read the counts."""
+
+
+def _commands(cluster: RedisClusterProcs, port: int) -> dict[str, int]:
+    return {name.removeprefix("cmdstat_"): int(value["calls"])
+            for name, value in cluster.node(port).info("commandstats").items()}
+
+
+async def test_a_lookup_is_one_command_and_a_write_one_script(
+        redis_cluster: RedisClusterProcs) -> None:
+    """The hash tag keeps the single-node budget: hit 1 (MGET), miss 2 (MGET + SET), write 1
+    (EVAL), all on the slot's owner."""
+    async with cluster_app(redis_cluster, local_tier=False) as (client, state, cache):
+        await client.get("/items/1")
+        await client.get("/items/1")
+        owner = redis_cluster.owner(_slot(redis_cluster, cache))
+
+        async def cost(request: Any) -> dict[str, int]:
+            before = {port: _commands(redis_cluster, port) for port in redis_cluster.ports}
+            await request
+            spent: dict[str, int] = {}
+            for port in redis_cluster.ports:
+                after = _commands(redis_cluster, port)
+                for name, calls in after.items():
+                    if calls != before[port].get(name, 0) and name not in _PROBES:
+                        key = name if port == owner else f"{name}@other"
+                        spent[key] = spent.get(key, 0) + calls - before[port].get(name, 0)
+            return spent
+
+        assert await cost(client.get("/items/1")) == {"mget": 1}
+        await client.get("/items/2")  # item:2's counter created
+        await client.patch("/items/2", json={"name": "deux"})
+        assert await cost(client.get("/items/2")) == {"mget": 1, "set": 1}
+        write = await cost(client.patch("/items/1", json={"name": "uno"}))
+        assert write.pop("eval") == 1
+        assert set(write) <= {"set", "incr", "publish"}  # counted from inside the script
+
+
 class Load:
     """One writer bumping item 1's name (``v1``, ``v2``...) and readers checking that no read
     that started after a write was acknowledged returns an older name."""
