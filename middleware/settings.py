@@ -184,10 +184,9 @@ class CacheSettings:
     def __post_init__(self) -> None:
         if self.redis_url and not self.redis_url.startswith(("redis://", "rediss://", "unix://")):
             raise CacheSettingsError("REDIS_URL must start with redis://, rediss:// or unix://")
-        if self.redis_cluster and not (self.redis_url or "").startswith(("redis://",
-                                                                         "rediss://")):
+        if self.redis_cluster and (self.redis_url or "").startswith("unix://"):
             raise CacheSettingsError("REDIS_CLUSTER needs a redis:// or rediss:// REDIS_URL "
-                                     "naming a node of the cluster")
+                                     "naming a node of the cluster, not a unix:// socket")
         if not self.namespace or any(c in self.namespace for c in " :\r\n\t"):
             raise CacheSettingsError(
                 f"CACHE_NAMESPACE must be non-empty without spaces or ':', got {self.namespace!r}")

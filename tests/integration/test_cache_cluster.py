@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import time
+import uuid
 from collections.abc import AsyncIterator, Iterator
 from contextlib import asynccontextmanager
 from pathlib import Path
@@ -13,8 +14,11 @@ from typing import Any
 
 import pytest
 
+from app import create_app
 from middleware.backends.cluster import ClusterBackend
 from middleware.breaker import CLOSED
+from settings import Settings
+from tests.integration.api_support import register
 from tests.integration.cache_testapp import AppState, build_app, settings_for_test
 from tests.integration.test_cache_hot import until
 from tests.redis_cluster import RedisClusterProcs
@@ -416,3 +420,28 @@ async def test_a_tls_cluster_with_rediss(tmp_path: Path) -> None:
             assert cache.stats()["errors"] == 0 and state.calls["item:1"] == 2
     finally:
         cluster.stop()
+
+
+async def test_the_service_on_a_cluster_from_its_environment(
+        redis_cluster: RedisClusterProcs, tmp_path: Path,
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """The real service, configured as a deploy would be (``REDIS_CLUSTER=true`` beside a
+    ``REDIS_URL`` naming one node): feed MISS, HIT, a new post clears it."""
+    monkeypatch.setenv("REDIS_CLUSTER", "true")
+    monkeypatch.setenv("CACHE_NAMESPACE", f"svc{uuid.uuid4().hex[:12]}")
+    settings = Settings(database_url=f"sqlite://{tmp_path}/svc.sqlite3",
+                        redis_url=redis_cluster.url,
+                        secret_key="test-secret-key-0123456789abcdef")
+    app = create_app(settings)
+    async with running(app) as client:
+        cache = app.ctx.cache
+        assert isinstance(cache.tiers.remote, ClusterBackend)
+        _, ann = await register(client, "ann")
+        assert (await client.get("/api/posts")).headers["x-cache"] == "MISS"
+        assert (await client.get("/api/posts")).headers["x-cache"] == "HIT"
+        created = await client.post("/api/posts", json={"content": "hello"}, headers=ann)
+        assert created.status == 201
+        feed = await client.get("/api/posts")
+        assert feed.headers["x-cache"] == "MISS"
+        assert [p["content"] for p in feed.json["items"]] == ["hello"]
+        assert cache.stats()["errors"] == 0 and cache.stats()["backend"] == "redis"

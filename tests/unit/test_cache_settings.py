@@ -60,7 +60,6 @@ def test_private_url_is_the_fallback() -> None:
     {"CACHE_BREAKER_FAILURES": "0"},
     {"REDIS_TLS_CA_CERTS": "/no/such/file.pem"},
     {"CACHE_STATUS_NAME": "caché"},
-    {"REDIS_CLUSTER": "true"},
     {"REDIS_CLUSTER": "true", "REDIS_URL": "unix:///tmp/redis.sock"},
     {"REDIS_CLUSTER": "sometimes", "REDIS_URL": "redis://h:1"},
 ])
