@@ -104,7 +104,8 @@ class ResponseCache:
         self.flights = SingleFlight()
         self.hot: HotTier | None = None
         """The hot tier (L1), opened with Redis when ``settings.local_tier`` (see ``hot``)."""
-        self._subscriber: Subscriber | None = None
+        self._subscriber: Any = None
+        """The invalidation channel (``Subscriber``, or the backend's own)."""
         self._gen_keys = SizedMemo()
         self._decoded = DecodedRecords(settings.memory_max_bytes // 16)
         self.hits = self.misses = self.bypasses = self.stores = 0
@@ -123,7 +124,9 @@ class ResponseCache:
             self.hot = hot = HotTier(settings.memory_max_entries, settings.memory_max_bytes,
                                      clock=self.clock)
             self.tiers.hot = hot
-            self._subscriber = Subscriber(
+            # A backend may bring its own channel (a cluster: one connection per master).
+            channel_class = getattr(remote, "subscriber", Subscriber)
+            self._subscriber = channel_class(
                 url, channel, on_message=hot.on_message, on_health=hot.on_health,
                 connect_timeout=settings.connect_timeout, timeout=settings.socket_timeout,
                 ssl_context=getattr(remote, "ssl_context", None))
