@@ -83,14 +83,15 @@ def sqlite_statements(script: str) -> list[str]:
     SQLite's own tokenizer.
     """
     statements, buffer = [], ""
-    for piece in script.split(";"):
+    pieces = script.split(";")
+    for piece in pieces[:-1]:
         buffer += piece + ";"
         if sqlite3.complete_statement(buffer):
             if buffer.strip(" \t\r\n;"):
                 statements.append(buffer.strip())
             buffer = ""
-    rest = buffer[:-1].strip()  # the ";" added after the last piece
-    if rest:
+    rest = (buffer + pieces[-1]).strip()
+    if rest.strip(";"):
         statements.append(rest)
     return statements
 
