@@ -242,4 +242,5 @@ async def prepare_schema(client: BaseDBAsyncClient, apps: dict[str, dict[str, An
     if steps:
         log.info("Database schema migrated (%s database): %s", status.state.value,
                  ", ".join(describe_step(step) for step in steps))
-    return await schema_status(client, apps)
+    # Up to date now (or migrated by another instance while this one waited for the lock).
+    return SchemaStatus(SchemaState.CURRENT, unknown=status.unknown, initial=status.initial)

@@ -152,6 +152,17 @@ async def test_models_and_migrations_agree(tmp_path: Path) -> None:
     assert [writer.name for writer in writers] == [], "run: tortoise makemigrations"
 
 
+def test_tortoises_own_command_reads_the_same_config(tmp_path: Path) -> None:
+    # pyproject.toml's [tool.tortoise] -> models.tortoise_config, which reads DATABASE_URL.
+    url = f"sqlite://{tmp_path}/cli.sqlite3"
+    assert migrate.main(["--database-url", url]) == 0
+    result = subprocess.run([sys.executable, "-m", "tortoise", "history"], cwd=ROOT,
+                            env=clean_env(DATABASE_URL=url), capture_output=True, text=True,
+                            timeout=60)
+    assert result.returncode == 0, result.stderr
+    assert "models 0001_initial" in result.stdout
+
+
 # --- --fake: databases made by generate_schemas --------------------------------------------------
 
 async def test_fake_adopts_a_database_made_by_generate_schemas(
