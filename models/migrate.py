@@ -15,7 +15,8 @@ version created with ``generate_schemas``, record the first migration (whose tab
 has) with ``--fake``, then run the command again without it for the rest.
 
 Exit status: 0 done (or up to date), 1 ``--check`` found pending migrations, 2 a bad
-argument or URL, or a ``--fake`` that would record migrations on an empty database.
+argument or URL, a ``--fake`` on an empty database, or a ``--fake`` without a target while
+more than one migration is pending.
 """
 
 from __future__ import annotations
@@ -66,6 +67,11 @@ async def run(database_url: str, args: argparse.Namespace) -> int:
         if args.fake and status.state is SchemaState.EMPTY:
             print("error: --fake on a database without the service's tables would record "
                   "migrations that never ran; run without --fake", file=sys.stderr)
+            return 2
+        if args.fake and not args.target and len(status.pending) > 1:
+            # Only the migrations whose changes the database already has may be faked.
+            print(f"error: {len(status.pending)} migrations are pending; name the last one "
+                  f"the database already has, e.g. `{status.initial} --fake`", file=sys.stderr)
             return 2
         steps = await apply_migrations(client, APPS, target=args.target, fake=args.fake,
                                        dry_run=args.dry_run)

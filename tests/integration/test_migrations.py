@@ -259,7 +259,8 @@ async def test_startup_refuses_a_database_that_is_behind(
 
 async def test_auto_migrate_applies_pending_migrations_at_startup(
         new_database: Callable[[], str], second_migration: str,
-        capsys: pytest.CaptureFixture[str]) -> None:
+        capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch,
+        caplog: pytest.LogCaptureFixture) -> None:
     url = new_database()
     assert (await cli(capsys, url, "0001_initial"))[0] == 0
     async with running(create_app(settings(url, database_auto_migrate=True))) as http:
@@ -267,6 +268,28 @@ async def test_auto_migrate_applies_pending_migrations_at_startup(
     assert await history(url) == [("models", "0001_initial"), ("models", "0002_post_note")]
     async with opened(url):
         assert (await ensure_schema()).state is SchemaState.CURRENT
+
+    # The previous version, restarted during a rolling deploy, still starts: with a warning.
+    monkeypatch.setitem(APPS["models"], "migrations", "models.migrations")
+    async with running(create_app(settings(url))) as http:
+        assert (await http.get("/api/posts")).status == 200
+    assert (f"migrations this code does not know ({second_migration}): it is newer than this "
+            "code") in caplog.text
+
+
+async def test_fake_without_a_target_fakes_at_most_one_migration(
+        new_database: Callable[[], str], second_migration: str,
+        capsys: pytest.CaptureFixture[str]) -> None:
+    url = new_database()
+    await make_with_generate_schemas(url)
+    code, out = await cli(capsys, url, "--fake")
+    assert code == 2 and "name the last one the database already has" in out
+    assert "`0001_initial --fake`" in out
+    code, out = await cli(capsys, url, "--check")
+    assert code == 1 and ": untracked, pending: models.0001_initial, models.0002_post_note" in out
+    assert (await cli(capsys, url, "0001_initial", "--fake"))[0] == 0
+    code, out = await cli(capsys, url)
+    assert code == 0 and f"Applied: {second_migration}" in out
 
 
 def test_the_service_process_refuses_with_one_line_naming_the_command(tmp_path: Path) -> None:
