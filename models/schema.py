@@ -12,7 +12,7 @@ What this module adds:
   two instances (or workers) starting together never both migrate: the second waits, then
   finds nothing to do. A failed migration leaves nothing behind (DDL is transactional on
   both). Migrations that set ``atomic = False`` (``CREATE INDEX CONCURRENTLY``) are therefore
-  not supported here; apply those with ``tortoise migrate``.
+  not supported here; apply those with ``tortoise migrate`` (PostgreSQL).
 - :func:`prepare_schema`: the start-up rule (see its docstring).
 """
 
@@ -58,6 +58,8 @@ class SchemaState(enum.Enum):
 
 @dataclass(frozen=True)
 class SchemaStatus:
+    """A database against the migrations on disk (:func:`schema_status`)."""
+
     state: SchemaState
     pending: tuple[str, ...] = ()
     """Migrations to apply, in order (``models.0002_x``)."""
