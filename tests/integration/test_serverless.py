@@ -151,6 +151,21 @@ def test_a_warm_container_keeps_its_connections_and_a_write_invalidates(
     assert 'cache_lookups_total{outcome="miss",route="/api/posts"} 2.0' in metrics
 
 
+def test_the_cache_is_chosen_from_the_functions_environment_with_the_hot_tier_off(
+        function_env: redis.Redis, cache_server: CacheServer,
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """``serverless`` hands the app its own cache settings (hot tier off): the backend is
+    still chosen from them (``REDIS_URL``, else the REST URL and token), and ``CACHE_LOCAL``
+    cannot turn the hot tier back on."""
+    monkeypatch.setenv("CACHE_LOCAL", "true")
+    with container(SERVERLESS) as fn:
+        assert fn.invoke("GET", "/api/posts").headers["x-cache"] == "MISS"
+        cache = fn.module.app.app.ctx.cache
+        assert cache.settings.local_tier is False and cache.hot is None
+        assert cache.tiers.remote.name == cache_server.backend
+        assert fn.invoke("GET", "/health/cache").json()["backend"] == cache_server.backend
+
+
 def test_a_thawed_container_reconnects_before_its_lookup_when_redis_closed_the_connection(
         function_env: redis.Redis, cache_server: CacheServer) -> None:
     """Between invocations the process is frozen; Redis (``timeout``), the REST endpoint
