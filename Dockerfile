@@ -38,6 +38,11 @@ RUN pip install --no-cache-dir --no-deps --no-build-isolation /tmp/src \
     && mkdir -p /app/data \
     && chown app /app/data
 
+# The connection checker stays where upstash.md runs it from, the working directory:
+# docker run --rm -e REDIS_URL=... <image> python test_redis_connection.py (it is installed
+# too, with checker_rest, so python -m test_redis_connection works anywhere).
+COPY test_redis_connection.py ./
+
 USER 10001
 
 EXPOSE 8000
