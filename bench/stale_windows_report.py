@@ -58,7 +58,10 @@ def _run(run: dict[str, Any]) -> list[str]:
               f"{timing['probing_s']:.1f} s. After PostgreSQL was started again the edited post "
               f"answered {run['after_restart'].get('edited_post_status')} "
               f"(shows the edit: {run['after_restart'].get('shows_the_edit')}).", "",
-              "| routes | URLs | requests | answers | statuses | client errors | "
+              "Current routes must answer 200 with the body stored before (pre-write body "
+              "served = requests); invalidated ones must not serve it (an error is expected: "
+              "the handler cannot reach the database).", "",
+              "| routes | URLs | requests | answers | statuses | errors (non-2xx, transport) | "
               "pre-write body served | p50 ms | max ms |", "|---|---|---|---|---|---|---|---|---|"]
     for group, g in run["outage"].items():
         kinds = ", ".join(f"{k} {v}" for k, v in g["kinds"].items())
