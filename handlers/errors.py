@@ -21,8 +21,12 @@ from sanic.handlers import ErrorHandler
 from sanic.response import HTTPResponse
 
 from handlers.responses import json_response
+from models.db_retry import DatabaseUnavailable
 
 log = logging.getLogger(__name__)
+
+DATABASE_RETRY_AFTER = 5
+"""Seconds a client is asked to wait when the database is unavailable (``Retry-After``)."""
 
 
 class Conflict(HTTPException):
@@ -77,6 +81,14 @@ class JSONErrorHandler(ErrorHandler):
                 message = "internal server error"
             response = error_response(status, message)
             response.headers.update(headers)
+            return response
+        if isinstance(exception, DatabaseUnavailable):
+            # PostgreSQL restarting or down for longer than DATABASE_RETRY_SECONDS: a
+            # condition to retry, not a bug (RFC 9110 503).
+            log.warning("Database unavailable on %s %s: %s", request.method, request.path,
+                        exception)
+            response = error_response(503, "database unavailable; retry shortly")
+            response.headers["Retry-After"] = str(DATABASE_RETRY_AFTER)
             return response
         log.error("Unhandled error on %s %s", request.method, request.path, exc_info=exception)
         return error_response(500, "internal server error")

@@ -12,6 +12,10 @@ request that needs the database in that window answers 500. With it, a statement
 - a connection lost *during* a statement: retried only for read-only statements (``SELECT``,
   ``WITH ... SELECT``), since a write may have committed before the connection went.
 
+A statement still failing for one of these reasons when the time is up raises
+``DatabaseUnavailable`` (the handlers answer 503 with ``Retry-After``, and a cached route's
+``stale-if-error`` window can answer instead), not whatever the driver raised (a 500).
+
 Statements inside a transaction are not retried (the transaction is gone with its connection;
 the request fails as before). Tortoise's own single retry (``retry_connection``) still runs
 first, inside each attempt.
@@ -28,7 +32,7 @@ from typing import Any
 
 import asyncpg
 
-__all__ = ["retry_when_unavailable"]
+__all__ = ["DatabaseUnavailable", "retry_when_unavailable"]
 
 log = logging.getLogger(__name__)
 
@@ -53,6 +57,19 @@ _LOST: tuple[type[BaseException], ...] = (
     OSError,
 )
 """The connection went away, perhaps mid-statement: safe to retry reads only."""
+
+
+class DatabaseUnavailable(Exception):
+    """The database could not be reached (or was lost) for ``DATABASE_RETRY_SECONDS``."""
+
+
+def _unavailable(exc: BaseException) -> bool:
+    cause: BaseException | None = exc
+    while cause is not None:
+        if isinstance(cause, _NOT_SENT + _LOST):
+            return True
+        cause = cause.__cause__
+    return False
 
 
 def _read_only(args: tuple[Any, ...]) -> bool:
@@ -87,6 +104,8 @@ def _retrying(method: Callable[..., Awaitable[Any]], name: str,
                 return await method(*args, **kwargs)
             except Exception as exc:
                 if not _retryable(exc, args) or time.monotonic() + delay > deadline:
+                    if _unavailable(exc):
+                        raise DatabaseUnavailable(f"{type(exc).__name__}: {exc}") from exc
                     raise
                 log.info("Database unavailable (%s: %s); retrying %s in %.2f s",
                          type(exc).__name__, exc, name, delay)
@@ -97,8 +116,11 @@ def _retrying(method: Callable[..., Awaitable[Any]], name: str,
 
 
 def retry_when_unavailable(client: Any, budget: float) -> Any:
-    """Wrap ``client``'s statement methods (PostgreSQL only; idempotent); returns ``client``."""
-    if budget <= 0 or getattr(client, "_retry_when_unavailable", False):
+    """Wrap ``client``'s statement methods (PostgreSQL only; idempotent); returns ``client``.
+
+    ``budget`` 0 retries nothing but still reports an unreachable database as
+    ``DatabaseUnavailable``."""
+    if getattr(client, "_retry_when_unavailable", False):
         return client
     if client.capabilities.dialect != "postgres":
         return client  # an embedded SQLite file does not restart under us

@@ -56,7 +56,31 @@ async def test_requests_during_a_database_restart_wait_for_it(postgres_url: str,
             assert time.monotonic() - started >= 0.5  # they waited for the database
             assert (await client.get(f"/api/posts/{post_id}")).json["content"] == "v1"
         else:
-            assert 500 in statuses  # the old behaviour, still there when turned off
+            # Turned off: no waiting, but an unreachable database is a 503, never a 500.
+            assert 503 in statuses and 500 not in statuses, statuses
+    await proxy.stop()
+
+
+async def test_a_database_down_longer_than_the_retry_time_answers_503_with_retry_after(
+        postgres_url: str) -> None:
+    proxy, url = await _service_through_proxy(postgres_url, 0.3)
+    settings = Settings(database_url=url, secret_key="test-secret-key-0123456789abcdef",
+                        database_retry_seconds=0.3, cache_enabled=False)
+    async with running(create_app(settings)) as client:
+        _, auth = await register(client, "ann")
+        await proxy.stop()
+        try:
+            reads = [await client.get(path) for path in
+                     ("/api/posts?limit=5", "/api/users/list", "/api/jobs/stats")]
+            write = await client.post("/api/posts", json={"content": "x"}, headers=auth)
+        finally:
+            await proxy.start()
+        for response in (*reads, write):
+            assert response.status == 503, (response.status, response.text)
+            assert response.headers["retry-after"] == "5"
+            assert response.json == {"error": {"status": 503,
+                                               "message": "database unavailable; retry shortly"}}
+        assert (await client.get("/api/posts?limit=5")).status == 200  # back
     await proxy.stop()
 
 
