@@ -22,6 +22,7 @@ from middleware.backends.base import CacheBackend, CacheBackendError
 from middleware.backends.memory import MemoryBackend
 from middleware.breaker import CLOSED
 from middleware.coherence import Coherence
+from middleware.encoding import compress as compress_body, with_vary
 from middleware.keys import EPOCH_TAG, SizedMemo, generation_key
 from middleware.observer import CacheObserver, NullObserver
 from middleware.policy import etag_for
@@ -267,11 +268,20 @@ class ResponseCache:
         return found
 
     def make_record(self, found: Lookup, *, status: int, content_type: str,
-                    headers: tuple[tuple[str, str], ...], body: bytes) -> Record:
-        """The record a miss will store (generations read before the handler ran)."""
+                    headers: tuple[tuple[str, str], ...], body: bytes,
+                    compress: bool = False) -> Record:
+        """The record a miss will store (generations read before the handler ran).
+
+        ``compress``: store the body brotli-encoded when it is at least
+        ``settings.compress_min_bytes`` (see ``middleware.encoding``), with
+        ``Vary: Accept-Encoding`` added to its headers."""
+        coding, stored = (compress_body(body, self.settings.compress_min_bytes) if compress
+                          else ("", body))
+        if coding:
+            headers = with_vary(headers)
         return Record(status=status, stored_at=self._clock(), generations=found.generations,
                       content_type=content_type, etag=etag_for(body), headers=headers,
-                      body=body)
+                      body=stored, encoding=coding)
 
     async def store(self, found: Lookup, record: Record, ttl: float, route: str) -> bool:
         """Store ``record`` where it was looked up; False when the tier is unavailable now."""

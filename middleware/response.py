@@ -1,4 +1,5 @@
-"""The response a cache hit sends: the record's header lines encoded once, not per request."""
+"""The response a cache hit sends: the record's header lines encoded once, not per request
+(once per content coding the record is served in: ``middleware.encoding``)."""
 
 from __future__ import annotations
 
@@ -6,6 +7,7 @@ from collections.abc import Iterator
 
 from sanic.response import HTTPResponse
 
+from middleware.encoding import IDENTITY, body_for, etag_for_coding
 from middleware.policy import STORED_HEADERS
 from middleware.record import Record
 
@@ -14,16 +16,21 @@ __all__ = ["CachedResponse"]
 _Wire = tuple[tuple[str, tuple[bytes, bytes]], ...]
 
 
-def _wire_headers(record: Record, cache_control: str) -> _Wire:
-    """The header lines every hit of ``record`` sends, encoded (memoised on the record)."""
-    wire = record.wire
-    if wire is None or wire[0] != cache_control:  # type: ignore[index]
+def _wire_headers(record: Record, cache_control: str, coding: str) -> _Wire:
+    """The header lines every hit of ``record`` in ``coding`` sends, encoded (memoised on the
+    record, per cache control and coding)."""
+    memo: dict[tuple[str, str], _Wire] | None = record.wire  # type: ignore[assignment]
+    if memo is None:
+        memo = record.wire = {}
+    wire = memo.get((cache_control, coding))
+    if wire is None:
         lines = [("content-type", record.content_type),
                  *((name, value) for name, value in record.headers if name in STORED_HEADERS),
-                 ("etag", record.etag), ("cache-control", cache_control), ("x-cache", "HIT")]
-        wire = record.wire = (cache_control, tuple(
-            (name, (name.encode(), value.encode())) for name, value in lines))
-    return wire[1]  # type: ignore[index,no-any-return]
+                 ("etag", etag_for_coding(record.etag, coding)),
+                 ("cache-control", cache_control), ("x-cache", "HIT")]
+        wire = memo[(cache_control, coding)] = tuple(
+            (name, (name.encode(), value.encode())) for name, value in lines)
+    return wire
 
 
 class CachedResponse(HTTPResponse):
@@ -38,10 +45,19 @@ class CachedResponse(HTTPResponse):
 
     __slots__ = ("wire",)
 
-    def __init__(self, record: Record, cache_control: str, age: int) -> None:
-        super().__init__(record.body, status=record.status, headers={"age": str(age)},
+    def __init__(self, record: Record, cache_control: str, age: int,
+                 coding: str = IDENTITY) -> None:
+        """``coding``: the content coding to send (``encoding.negotiate``); the stored body
+        as it is when it matches, else decoded (and re-encoded) for this response."""
+        body = record.body if coding == (record.encoding or IDENTITY) else body_for(
+            coding, record.encoding, record.body)
+        headers = {"age": str(age)}
+        if coding != IDENTITY:
+            # Not a prepared line: later response middleware (a compressing one) must see it.
+            headers["content-encoding"] = coding
+        super().__init__(body, status=record.status, headers=headers,
                          content_type=record.content_type)
-        self.wire = _wire_headers(record, cache_control)
+        self.wire = _wire_headers(record, cache_control, coding)
 
     @property
     def processed_headers(self) -> Iterator[tuple[bytes, bytes]]:

@@ -25,6 +25,7 @@ from sanic.response import BaseHTTPResponse, HTTPResponse
 from middleware.backends.base import CacheBackend, CacheBackendError
 from middleware.cache import HIT, Lookup, ResponseCache
 from middleware.coherence import Coherence
+from middleware.encoding import IDENTITY, body_for, etag_for_coding, negotiate
 from middleware.keys import EPOCH_TAG, TagTooLong, canonical_query, response_key
 from middleware.observer import CacheObserver
 from middleware.policy import (
@@ -136,12 +137,16 @@ class CacheHooks:
         record = found.record
         if record is None:
             return None
-        if etag_matches(headers.get("if-none-match"), record.etag):
+        coding = negotiate(headers.get("accept-encoding"), record.encoding) if record.encoding \
+            else IDENTITY
+        inm = headers.get("if-none-match")
+        if inm and etag_matches(inm, etag_for_coding(record.etag, coding)):
             out = dict(record.headers)
-            out.update({"x-cache": "HIT", "age": str(cache.age(record)), "etag": record.etag,
+            out.update({"x-cache": "HIT", "age": str(cache.age(record)),
+                        "etag": etag_for_coding(record.etag, coding),
                         "cache-control": read.cache_control})
             return HTTPResponse(status=304, headers=out)
-        return CachedResponse(record, read.cache_control, cache.age(record))
+        return CachedResponse(record, read.cache_control, cache.age(record), coding)
 
     def _bypass(self, request: Request, rule: CacheRule, head: bool) -> None:
         request.ctx.cache_state = _State(rule, None, head)
@@ -184,12 +189,23 @@ class CacheHooks:
         if "cache-control" not in headers:
             headers["cache-control"] = cache_control_for(state.rule.per_user)
         if record is not None:
-            response.headers["etag"] = record.etag
-            if etag_matches(request.headers.get("if-none-match"), record.etag):
+            etag = record.etag
+            if record.encoding:
+                # Served like a hit: the stored coding, or decoded, per Accept-Encoding.
+                coding = negotiate(request.headers.get("accept-encoding"), record.encoding)
+                etag = etag_for_coding(etag, coding)
+                for name, value in record.headers:
+                    if name == "vary":
+                        headers["vary"] = value
+                if coding != IDENTITY:
+                    response.body = body_for(coding, record.encoding, record.body)
+                    headers["content-encoding"] = coding
+            headers["etag"] = etag
+            if etag_matches(request.headers.get("if-none-match"), etag):
                 response.status = 304
                 response.body = b""
-                response.headers.pop("content-length", None)
-                response.headers.pop("content-type", None)
+                for name in ("content-length", "content-type", "content-encoding"):
+                    response.headers.pop(name, None)
 
     async def _store(self, request: Request, response: HTTPResponse, state: _State,
                      found: Lookup) -> Any:
@@ -201,7 +217,7 @@ class CacheHooks:
         record = cache.make_record(
             found, status=response.status,
             content_type=response.content_type or "application/octet-stream",
-            headers=stored_headers(response.headers.items()), body=body)
+            headers=stored_headers(response.headers.items()), body=body, compress=True)
         # The record goes to the waiters even if the SET fails: it is what this request saw.
         try:
             await cache.store(found, record, state.rule.ttl, state.rule.path)

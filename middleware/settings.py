@@ -24,6 +24,8 @@ Every variable the cache reads (all optional):
                                 they collapse into one global epoch bump (default 1024).
 ``CACHE_LOCAL``                 ``true`` (default): with Redis, each worker keeps a hot tier
                                 that serves hits with zero Redis commands (``hot``).
+``CACHE_COMPRESS_MIN_BYTES``    Bodies of at least this many bytes are stored brotli-encoded
+                                and served by ``Accept-Encoding`` (default 1024; ``encoding``).
 ==============================  =========================================================
 """
 
@@ -42,7 +44,7 @@ ENV_NAMES = frozenset({
     "REDIS_TLS_CA_CERTS", "REDIS_TLS_INSECURE", "CACHE_NAMESPACE", "CACHE_MEMORY_MAX_ENTRIES",
     "CACHE_MEMORY_MAX_BYTES", "CACHE_MAX_BODY_BYTES", "CACHE_BREAKER_FAILURES",
     "CACHE_BREAKER_RESET_SECONDS", "CACHE_HONOR_CLIENT_NO_CACHE", "CACHE_STAMPEDE_TIMEOUT",
-    "CACHE_MAX_PENDING_TAGS", "CACHE_LOCAL",
+    "CACHE_MAX_PENDING_TAGS", "CACHE_LOCAL", "CACHE_COMPRESS_MIN_BYTES",
 })
 """Every variable ``CacheSettings.from_env`` reads."""
 
@@ -148,6 +150,10 @@ class CacheSettings:
     local_tier: bool = True
     """``CACHE_LOCAL``: with Redis, serve hits from each worker's hot tier (``middleware.hot``),
     coherent through the invalidation channel; false: every hit is one Redis round trip."""
+    compress_min_bytes: int = 1024
+    """``CACHE_COMPRESS_MIN_BYTES``: stored bodies this large or larger are brotli-encoded
+    once and served in the coding each client accepts (``middleware.encoding``); smaller ones
+    are stored and served as they are. A value above ``CACHE_MAX_BODY_BYTES`` turns it off."""
 
     def __post_init__(self) -> None:
         if self.redis_url and not self.redis_url.startswith(("redis://", "rediss://", "unix://")):
@@ -187,4 +193,5 @@ class CacheSettings:
             stampede_timeout=_float(env, "CACHE_STAMPEDE_TIMEOUT", d.stampede_timeout, 0.001),
             max_pending_tags=_int(env, "CACHE_MAX_PENDING_TAGS", d.max_pending_tags, 1),
             local_tier=_bool(env, "CACHE_LOCAL", d.local_tier),
+            compress_min_bytes=_int(env, "CACHE_COMPRESS_MIN_BYTES", d.compress_min_bytes, 0),
         )
