@@ -22,7 +22,7 @@ from middleware.backends.base import CacheBackend, CacheBackendError
 from middleware.backends.memory import MemoryBackend
 from middleware.breaker import CLOSED
 from middleware.coherence import Coherence
-from middleware.encoding import compress as compress_body, with_vary
+from middleware.encoding import Representations, compress as compress_body, with_vary
 from middleware.keys import EPOCH_TAG, SizedMemo, generation_key
 from middleware.observer import CacheObserver, NullObserver
 from middleware.policy import etag_for
@@ -94,6 +94,8 @@ class ResponseCache:
         self._subscriber: Subscriber | None = None
         self._gen_keys = SizedMemo()
         self._decoded = DecodedRecords(settings.memory_max_bytes // 16)
+        self.representations = Representations(settings.memory_max_bytes // 16)
+        """Bodies decoded or re-encoded for clients that do not take the stored coding."""
         self.hits = self.misses = self.bypasses = self.stores = 0
         self.invalidations = self.errors = self.decode_errors = 0
 

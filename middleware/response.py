@@ -7,7 +7,7 @@ from collections.abc import Iterator
 
 from sanic.response import HTTPResponse
 
-from middleware.encoding import IDENTITY, body_for, etag_for_coding
+from middleware.encoding import IDENTITY, etag_for_coding
 from middleware.policy import STORED_HEADERS
 from middleware.record import Record
 
@@ -46,11 +46,11 @@ class CachedResponse(HTTPResponse):
     __slots__ = ("wire",)
 
     def __init__(self, record: Record, cache_control: str, age: int,
-                 coding: str = IDENTITY) -> None:
-        """``coding``: the content coding to send (``encoding.negotiate``); the stored body
-        as it is when it matches, else decoded (and re-encoded) for this response."""
-        body = record.body if coding == (record.encoding or IDENTITY) else body_for(
-            coding, record.encoding, record.body)
+                 coding: str = IDENTITY, body: bytes | None = None) -> None:
+        """``coding``: the content coding to send (``encoding.negotiate``), and ``body`` the
+        record's body in it (``encoding.Representations``) when that is not the stored one."""
+        if body is None:
+            body = record.body
         headers = {"age": str(age)}
         if coding != IDENTITY:
             # Not a prepared line: later response middleware (a compressing one) must see it.

@@ -25,7 +25,7 @@ from sanic.response import BaseHTTPResponse, HTTPResponse
 from middleware.backends.base import CacheBackend, CacheBackendError
 from middleware.cache import HIT, Lookup, ResponseCache
 from middleware.coherence import Coherence
-from middleware.encoding import IDENTITY, body_for, etag_for_coding, negotiate
+from middleware.encoding import IDENTITY, etag_for_coding, negotiate
 from middleware.keys import EPOCH_TAG, TagTooLong, canonical_query, response_key
 from middleware.observer import CacheObserver
 from middleware.policy import (
@@ -146,7 +146,8 @@ class CacheHooks:
                         "etag": etag_for_coding(record.etag, coding),
                         "cache-control": read.cache_control})
             return HTTPResponse(status=304, headers=out)
-        return CachedResponse(record, read.cache_control, cache.age(record), coding)
+        return CachedResponse(record, read.cache_control, cache.age(record), coding,
+                              cache.representations.body(record, coding))
 
     def _bypass(self, request: Request, rule: CacheRule, head: bool) -> None:
         request.ctx.cache_state = _State(rule, None, head)
@@ -198,7 +199,7 @@ class CacheHooks:
                     if name == "vary":
                         headers["vary"] = value
                 if coding != IDENTITY:
-                    response.body = body_for(coding, record.encoding, record.body)
+                    response.body = self.cache.representations.body(record, coding)
                     headers["content-encoding"] = coding
             headers["etag"] = etag
             if etag_matches(request.headers.get("if-none-match"), etag):

@@ -9,9 +9,11 @@ import brotli
 import pytest
 
 from middleware.encoding import (
-    BR, GZIP, IDENTITY, body_for, compress, etag_for_coding, identity_body, negotiate,
-    vary_with_accept_encoding, with_vary,
+    BR, GZIP, IDENTITY, Representations, body_for, compress, etag_for_coding, identity_body,
+    negotiate, vary_with_accept_encoding, with_vary,
 )
+from middleware.policy import etag_for
+from middleware.record import Record
 
 
 def feed_page(items: int = 20, seed: int = 1) -> bytes:
@@ -140,3 +142,43 @@ def test_with_vary_merges_into_one_vary_line() -> None:
     assert with_vary(headers) == (("x-total-count", "5"),
                                   ("vary", "Cookie, Authorization, Accept-Encoding"))
     assert with_vary(()) == (("vary", "Accept-Encoding"),)
+
+
+def record_of(page: bytes) -> Record:
+    coding, stored = compress(page, 1024)
+    return Record(status=200, stored_at=0.0, generations=(1,), content_type="application/json",
+                  etag=etag_for(page), headers=(), body=stored, encoding=coding)
+
+
+def test_representations_decode_once_per_body_and_coding() -> None:
+    page = feed_page()
+    kept = Representations(1 << 20)
+    record = record_of(page)
+    assert kept.body(record, BR) is record.body and len(kept) == 0
+    plain = kept.body(record, IDENTITY)
+    gzipped = kept.body(record, GZIP)
+    assert plain == page and gzip.decompress(gzipped) == page
+    # Another record of the same body (another key, another tier) shares them.
+    assert kept.body(record_of(page), IDENTITY) is plain
+    assert kept.body(record, GZIP) is gzipped
+    assert len(kept) == 2 and kept.size > len(page)
+    other = feed_page(seed=2)
+    assert kept.body(record_of(other), IDENTITY) == other
+
+
+def test_representations_stay_within_their_bound() -> None:
+    pages = [feed_page(seed=seed) for seed in range(6)]
+    kept = Representations(3 * len(pages[0]))
+    for page in pages:
+        assert kept.body(record_of(page), IDENTITY) == page
+        assert kept.size <= kept.max_bytes
+    assert 0 < len(kept) < len(pages)
+    tiny = Representations(100)
+    assert tiny.body(record_of(pages[0]), IDENTITY) == pages[0] and len(tiny) == 0
+
+
+def test_a_body_stored_as_it_is_needs_no_representation() -> None:
+    kept = Representations(1 << 20)
+    record = record_of(b'{"small":true}')
+    assert record.encoding == "" and kept.body(record, IDENTITY) is record.body
+    assert len(kept) == 0
