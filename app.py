@@ -13,18 +13,22 @@ from functools import partial
 from sanic import Sanic
 from sanic.worker.loader import AppLoader
 from sanic_ext.extensions.http.extension import HTTPExtension
-from sanic_ext.extensions.openapi.extension import OpenAPIExtension
 
 from handlers import blueprints
 from handlers.auth import install_login_guards
+from handlers.cors import install_cors
 from handlers.docs import describe_security
+from handlers.docs_ui import LocalUIOpenAPIExtension
 from handlers.errors import install_error_handler
 from cache_rules import install_service_cache
 from handlers.metrics import CacheMetricsObserver, install_metrics
 from handlers.responses import dumps
+from middleware import CacheSettings
 from models.db import describe_database, register_database
 from models.seed import register_demo_seed
 from observability.logging import configure_logging
+from observability.request_id import install_request_id
+from serving import accept
 from settings import Settings, settings_warnings
 
 log = logging.getLogger("app")
@@ -32,8 +36,13 @@ log = logging.getLogger("app")
 APP_NAME = "sanic_cached_api"
 
 
-def create_app(settings: Settings | None = None, *, cache_backend: object | None = None) -> Sanic:
-    """Build the service: blueprints, database, error handling and the response cache."""
+def create_app(settings: Settings | None = None, *, cache_backend: object | None = None,
+               cache_settings: CacheSettings | None = None) -> Sanic:
+    """Build the service: blueprints, database, error handling and the response cache.
+
+    ``cache_settings`` replaces ``CacheSettings.from_env()`` (its ``redis_url`` still comes
+    from ``settings``): ``serverless`` turns the hot tier off with it.
+    """
     key_generated_here = False
     if not isinstance(settings, Settings):
         # `sanic app:create_app --factory` calls the factory with its argparse Namespace.
@@ -58,21 +67,25 @@ def create_app(settings: Settings | None = None, *, cache_backend: object | None
     app.config.update(
         REQUEST_MAX_SIZE=settings.request_max_size,
         FALLBACK_ERROR_FORMAT="json",
-        OAS_UI_DEFAULT="swagger",
+        # sanic-ext serves the description (/docs/openapi.json); the Swagger UI page is
+        # handlers.docs_ui, with its assets served locally (sanic-ext's loads them from a CDN).
+        OAS_UI_DEFAULT=None,
         OAS_URL_PREFIX="/docs",
         OAS_UI_REDOC=False,
+        OAS_UI_SWAGGER=False,
+        # sanic-ext's CORS stays off: handlers.cors (CORS_ORIGINS) keeps the cache working.
         CORS=False,
         # The real client address behind Render's, Railway's or Heroku's proxy (login limits).
         PROXIES_COUNT=settings.proxies_count,
         FORWARDED_SECRET=settings.forwarded_secret,
     )
     app.ctx.settings = settings
-    # CORS is off, so the automatic OPTIONS routes would only cost start-up time; automatic
-    # HEAD stays: the cache answers HEAD from the GET entry.
+    # The automatic OPTIONS routes answer CORS preflights; without CORS they would only cost
+    # start-up time. Automatic HEAD stays: the cache answers HEAD from the GET entry.
     # Only the extensions the service uses: sanic-ext's dependency injection dispatches a
     # signal on every request (about 8% of a cache hit's time) and nothing here injects.
-    app.extend(extensions=[OpenAPIExtension, HTTPExtension], built_in_extensions=False,
-               config={"oas_autodoc": True, "http_auto_options": False})
+    app.extend(extensions=[LocalUIOpenAPIExtension, HTTPExtension], built_in_extensions=False,
+               config={"oas_autodoc": True, "http_auto_options": bool(settings.cors_origins)})
     app.ext.openapi.describe(
         "Sanic cached API",
         version="0.1.0",
@@ -83,6 +96,9 @@ def create_app(settings: Settings | None = None, *, cache_backend: object | None
     )
     describe_security(app)
     install_error_handler(app)
+    install_request_id(app)
+    if settings.cors_origins:
+        install_cors(app, settings.cors_origins)
     register_database(app, settings.database_url, retry_seconds=settings.database_retry_seconds)
     if settings.seed_demo:
         register_demo_seed(app, settings.database_url)
@@ -92,7 +108,8 @@ def create_app(settings: Settings | None = None, *, cache_backend: object | None
     metrics = install_metrics(app)
     if settings.cache_enabled:
         install_service_cache(app, settings, backend=cache_backend,
-                              observer=CacheMetricsObserver(metrics))
+                              observer=CacheMetricsObserver(metrics),
+                              cache_settings=cache_settings)
     else:
         log.info("Response cache disabled (CACHE_ENABLED=false)")
 
@@ -106,12 +123,26 @@ def _warn_generated_key() -> None:
                 "survive a restart (set SECRET_KEY in production)")
 
 
+def serving_app(settings: Settings) -> Sanic:
+    """The app as each worker of ``python app.py`` builds it, with its event loop set up.
+
+    Sanic's workers are new processes that build the app from this factory and only then make
+    their event loop: the uvloop policy installed here (kept by Sanic, as it is uvloop's) gives
+    them loops that accept every waiting connection per pass (``serving.accept``).
+    """
+    app = create_app(settings)
+    # SANIC_USE_UVLOOP=false keeps asyncio's own loop, which accepts greedily already.
+    if settings.accept_all and app.config.USE_UVLOOP is not False:
+        accept.install()
+    return app
+
+
 def main() -> None:
     settings = Settings.from_env()
     configure_logging(settings.log_level)
     if settings.secret_key_generated:
         _warn_generated_key()
-    loader = AppLoader(factory=partial(create_app, settings))
+    loader = AppLoader(factory=partial(serving_app, settings))
     app = loader.load()
     app.prepare(host=settings.host, port=settings.port, workers=settings.workers,
                 debug=settings.debug, access_log=False, backlog=settings.backlog)

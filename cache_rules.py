@@ -18,6 +18,27 @@ Each write clears exactly what it changes: a post changes the feed, its author's
 users' post counts (the list and the author's profile) and, when edited or deleted, the post;
 a follow changes both users' counts; a job write changes the job lists and stats (and the job);
 a registration adds a user to the users list.
+
+Stale entries (``middleware.stale``): every read route may serve an entry past its TTL *only
+while its tags' generations are current*, i.e. no write rule has cleared it. What a stale
+entry can miss is therefore only what bypasses the write rules (an edit made straight in the
+database, the seed command), which the TTL alone bounds anyway:
+
+- ``stale_while_revalidate`` = the route's TTL (at most 5 minutes): a popular entry never
+  makes a client wait for its refresh; one request per key and worker refreshes it in the
+  background. Out-of-band changes show within twice the TTL instead of once.
+- ``stale_if_error`` = 10 minutes on every route: a PostgreSQL restart or failover (tens of
+  seconds), or a short outage, answers current entries instead of 503s. The cost: each entry
+  stays in Redis (and the fallback LRU) for its TTL plus 10 minutes, so rarely read pages
+  (deep cursors) occupy memory longer; any eviction policy stays correct.
+
+None of them sends ``stale-while-revalidate``/``stale-if-error`` downstream (RFC 5861
+``Cache-Control``): a browser or CDN cannot see this cache's invalidations, so with those
+directives it would show a post, a profile or a count that a write had already changed (the
+author's own write included), exactly what the generations exist to prevent. Routes keep
+``no-cache`` (``private, no-cache`` for /api/auth/me): clients revalidate with the ETag,
+which costs no handler call on a hit. ``CacheRule(advertise_stale=True)`` is refused on
+tagged rules for that reason.
 """
 
 from __future__ import annotations
@@ -43,6 +64,17 @@ USERS_LIST_TTL = 180
 ITEM_TTL = 300
 """Single posts, jobs and users: writes clear them precisely, so they may live longer."""
 ME_TTL = 60
+
+STALE_IF_ERROR = 600
+"""Seconds past its TTL a current entry answers instead of a 5xx (a database outage)."""
+MAX_STALE_WHILE_REVALIDATE = 300
+
+
+def _read(path: str, ttl: int, **options: Any) -> CacheRule:
+    """A read rule with the service's stale windows (see the module docstring)."""
+    return CacheRule(path, ttl=ttl, stale_while_revalidate=min(ttl, MAX_STALE_WHILE_REVALIDATE),
+                     stale_if_error=STALE_IF_ERROR, **options)
+
 
 PAGE = ("limit", "cursor")
 
@@ -114,15 +146,15 @@ def follow_changed(request: Request, me: Any) -> Iterable[str]:
 
 CACHE_RULES: tuple[CacheRule | InvalidationRule, ...] = (
     # Reads.
-    CacheRule("/api/posts", ttl=FEED_TTL, query=("author", *PAGE), tags=feed_tags),
-    CacheRule("/api/posts/<post_id:int>", ttl=ITEM_TTL, tags=("post:{post_id}",)),
-    CacheRule("/api/jobs", ttl=JOBS_LIST_TTL,
-              query=("location", "remote", "q", "tag", *PAGE), tags=("jobs:list",)),
-    CacheRule("/api/jobs/stats", ttl=JOBS_STATS_TTL, tags=("jobs:stats",)),
-    CacheRule("/api/jobs/<job_id:int>", ttl=ITEM_TTL, tags=("job:{job_id}",)),
-    CacheRule("/api/users/list", ttl=USERS_LIST_TTL, query=PAGE, tags=("users:list",)),
-    CacheRule("/api/users/<user_id:int>", ttl=ITEM_TTL, tags=("user:{user_id}",)),
-    CacheRule("/api/auth/me", ttl=ME_TTL, per_user=True, tags=me_tags),
+    _read("/api/posts", FEED_TTL, query=("author", *PAGE), tags=feed_tags),
+    _read("/api/posts/<post_id:int>", ITEM_TTL, tags=("post:{post_id}",)),
+    _read("/api/jobs", JOBS_LIST_TTL,
+          query=("location", "remote", "q", "tag", *PAGE), tags=("jobs:list",)),
+    _read("/api/jobs/stats", JOBS_STATS_TTL, tags=("jobs:stats",)),
+    _read("/api/jobs/<job_id:int>", ITEM_TTL, tags=("job:{job_id}",)),
+    _read("/api/users/list", USERS_LIST_TTL, query=PAGE, tags=("users:list",)),
+    _read("/api/users/<user_id:int>", ITEM_TTL, tags=("user:{user_id}",)),
+    _read("/api/auth/me", ME_TTL, per_user=True, tags=me_tags),
     # Writes.
     InvalidationRule("POST", "/api/auth/register", clears=("users:list",)),
     InvalidationRule("POST", "/api/posts", clears=post_created),
@@ -138,15 +170,21 @@ CACHE_RULES: tuple[CacheRule | InvalidationRule, ...] = (
 
 def install_service_cache(app: Sanic[Any, Any], settings: Settings,
                           backend: object | None = None,
-                          observer: CacheObserver | None = None) -> ResponseCache:
+                          observer: CacheObserver | None = None,
+                          cache_settings: CacheSettings | None = None) -> ResponseCache:
     """Install the cache with the service's rules.
 
     The Redis URL comes from the service ``Settings`` (``REDIS_URL``/``REDIS_PRIVATE_URL``), the
-    rest of the cache's variables from ``CacheSettings.from_env()``; ``backend`` (tests: a
-    ``MemoryBackend`` or a ``RedisBackend``) overrides the URL.
+    rest of the cache's variables from ``cache_settings`` (default
+    ``CacheSettings.from_env()``); ``backend`` (tests: a ``MemoryBackend`` or a
+    ``RedisBackend``) overrides the URL.
     """
     if backend is not None and not isinstance(backend, CacheBackend):
         raise TypeError(f"cache_backend must implement CacheBackend, got {type(backend)!r}")
-    cache_settings = replace(CacheSettings.from_env(), redis_url=settings.redis_url)
+    # With CORS on, every response varies on Origin, but only in headers handlers.cors adds
+    # per request (hits included) and a record never keeps: the entry is the same for all.
+    cache_settings = replace(
+        cache_settings or CacheSettings.from_env(), redis_url=settings.redis_url,
+        vary_handled=frozenset({"origin"}) if settings.cors_origins else frozenset())
     return install_cache(app, rules=CACHE_RULES, settings=cache_settings, backend=backend,
                          identify=identify, observer=observer)

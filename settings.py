@@ -10,6 +10,7 @@ from __future__ import annotations
 import difflib
 import logging
 import os
+import re
 import secrets
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -84,6 +85,31 @@ def _log_level(env: Mapping[str, str], default: str) -> str:
     return raw
 
 
+_ORIGIN = re.compile(r"https?://(?:[a-z0-9-]+(?:\.[a-z0-9-]+)*|\[[0-9a-f:.]+\])(?::[0-9]{1,5})?")
+
+
+def _cors_origins(raw: str) -> tuple[str, ...]:
+    """``CORS_ORIGINS``: ``*`` or comma-separated origins as browsers send them
+    (``scheme://host[:port]``, lower case, no path or trailing slash)."""
+    raw = raw.strip()
+    if not raw:
+        return ()
+    origins = tuple(dict.fromkeys(part.strip() for part in raw.split(",") if part.strip()))
+    if "*" in origins:
+        if len(origins) > 1:
+            raise SettingsError("CORS_ORIGINS is either * or a list of origins, not both")
+        return origins
+    for origin in origins:
+        # Browsers compare the Origin header exactly: "https://a.example/" or an upper-case
+        # host would never match, silently.
+        if not _ORIGIN.fullmatch(origin):
+            raise SettingsError(
+                "CORS_ORIGINS must be * or comma-separated origins such as "
+                f"https://app.example.com or http://localhost:5173 (lower case, no path), "
+                f"got {origin!r}")
+    return origins
+
+
 def normalise_database_url(url: str) -> str:
     """Accept the URL spellings that hosting platforms hand out.
 
@@ -137,6 +163,10 @@ class Settings:
     """``BACKLOG``: connections the kernel queues before ``accept`` (Sanic's own default, 100,
     drops SYNs under 1,000 concurrent clients, who then retry after 1, 3 and 7 s). Capped by
     the kernel's ``net.core.somaxconn``."""
+    accept_all: bool = True
+    """``ACCEPT_ALL``: each worker of ``python app.py`` accepts every waiting connection per
+    event-loop pass (``serving.accept``); libuv alone takes one per pass, which under load
+    leaves new connections queued for seconds. ``false`` restores libuv's own accept."""
     proxies_count: int | None = None
     """``PROXIES_COUNT``: trusted reverse proxies in front of the service (1 on Render, Railway
     and Heroku), so ``X-Forwarded-For`` gives the real client address; unset trusts none."""
@@ -153,6 +183,9 @@ class Settings:
     """``LOGIN_RATE_PER_CLIENT``: login and registration attempts per client address."""
     login_rate_per_username: str = "10/minute"
     """``LOGIN_RATE_PER_USERNAME``: login attempts per username, from any address."""
+    cors_origins: tuple[str, ...] = ()
+    """``CORS_ORIGINS``: origins whose browser scripts may call the API (``handlers.cors``):
+    comma-separated ``scheme://host[:port]``, or ``*`` for any; empty: no CORS headers."""
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
@@ -191,6 +224,7 @@ class Settings:
             debug=_bool(env, "DEBUG", cls.debug),
             log_level=_log_level(env, cls.log_level),
             backlog=_int(env, "BACKLOG", cls.backlog, minimum=1),
+            accept_all=_bool(env, "ACCEPT_ALL", cls.accept_all),
             database_retry_seconds=_float(env, "DATABASE_RETRY_SECONDS",
                                           cls.database_retry_seconds),
             proxies_count=_int(env, "PROXIES_COUNT", 0, minimum=0) if proxies else None,
@@ -204,6 +238,7 @@ class Settings:
                                         cls.login_rate_per_client),
             login_rate_per_username=_rate(env, "LOGIN_RATE_PER_USERNAME",
                                           cls.login_rate_per_username),
+            cors_origins=_cors_origins(env.get("CORS_ORIGINS", "")),
         )
 
     @property
@@ -221,9 +256,10 @@ class Settings:
 SERVICE_ENV_NAMES = frozenset({
     "HOST", "PORT", "WORKERS", "DATABASE_URL", "REDIS_URL", "REDIS_PRIVATE_URL", "SECRET_KEY",
     "TOKEN_TTL_SECONDS", "REQUEST_MAX_SIZE", "CACHE_ENABLED", "SEED_DEMO", "DEBUG", "LOG_LEVEL",
-    "BACKLOG", "DATABASE_RETRY_SECONDS", "PROXIES_COUNT", "FORWARDED_SECRET", "METRICS_TOKEN",
+    "BACKLOG", "ACCEPT_ALL", "DATABASE_RETRY_SECONDS", "PROXIES_COUNT", "FORWARDED_SECRET",
+    "METRICS_TOKEN",
     "AUTH_MAX_CONCURRENT_HASHES", "AUTH_MAX_WAITING_HASHES", "LOGIN_RATE_PER_CLIENT",
-    "LOGIN_RATE_PER_USERNAME",
+    "LOGIN_RATE_PER_USERNAME", "CORS_ORIGINS",
 })
 """Every variable ``Settings.from_env`` reads."""
 

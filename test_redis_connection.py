@@ -1,6 +1,7 @@
 """Check the Redis connection the service would make, and say exactly what is wrong.
 
     python test_redis_connection.py [--url URL] [--ca-certs PATH] [--insecure] [--concurrency N]
+    python test_redis_connection.py --rest-url URL --rest-token TOKEN   (Upstash REST)
 
 Defaults come from the same environment as the service (``REDIS_URL``, else
 ``REDIS_PRIVATE_URL``; ``REDIS_CONNECT_TIMEOUT``, ``REDIS_SOCKET_TIMEOUT``,
@@ -10,6 +11,10 @@ the same way.  It reports TLS (on/off, version, certificate verified or not), PI
 SET/GET/DEL round trip on a throwaway key, that many concurrent commands are all answered on
 one connection (the service's one connection per worker) and the server's version.  Passwords
 are never printed.
+
+With no Redis URL but ``UPSTASH_REDIS_REST_URL`` and ``UPSTASH_REDIS_REST_TOKEN`` set (or
+``--rest-url``/``--rest-token``), it checks the REST endpoint instead, as the service would use
+it (``checker_rest``); a wrong token is an authentication failure.
 
 Exit status: 0 all good; 2 bad URL or setting; 3 connection refused or host unreachable;
 4 timeout; 5 authentication failed; 6 TLS failure; 1 any other failure.  A failure prints one
@@ -320,6 +325,9 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser.add_argument("--ca-certs", help="CA bundle for rediss:// (default REDIS_TLS_CA_CERTS)")
     parser.add_argument("--insecure", action="store_true",
                         help="do not verify the TLS certificate (default REDIS_TLS_INSECURE)")
+    parser.add_argument("--rest-url", help="Upstash REST URL (default: UPSTASH_REDIS_REST_URL, "
+                        "checked when no Redis URL is set, as the service picks it)")
+    parser.add_argument("--rest-token", help="its token (default UPSTASH_REDIS_REST_TOKEN)")
     parser.add_argument("--concurrency", type=_positive_int, default=DEFAULT_CONCURRENCY,
                         help="concurrent PINGs in the pipelining check (default %(default)s)")
     return parser.parse_args(argv)
@@ -333,6 +341,12 @@ def main(argv: Sequence[str] | None = None, out: TextIO = sys.stdout,
         env = dict(os.environ)
         if args.url:
             env["REDIS_URL"] = args.url
+        if args.rest_url or args.rest_token:
+            env.pop("REDIS_URL", None)
+            env.pop("REDIS_PRIVATE_URL", None)
+            env["UPSTASH_REDIS_REST_URL"] = args.rest_url or env.get("UPSTASH_REDIS_REST_URL", "")
+            env["UPSTASH_REDIS_REST_TOKEN"] = args.rest_token or env.get(
+                "UPSTASH_REDIS_REST_TOKEN", "")
         try:
             settings = CacheSettings.from_env(env)
             if args.ca_certs or args.insecure:
@@ -340,8 +354,14 @@ def main(argv: Sequence[str] | None = None, out: TextIO = sys.stdout,
                                    tls_insecure=args.insecure or settings.tls_insecure)
         except CacheSettingsError as exc:
             raise CheckFailed(EXIT_CONFIG, "bad setting", str(exc)) from None
-        url = validate_url(settings.redis_url)
-        asyncio.run(run_checks(url, settings, args.concurrency, out))
+        if not settings.redis_url and (settings.rest_url or settings.rest_token):
+            from checker_rest import run_rest_checks, validate_rest_url  # it imports this module
+
+            url = validate_rest_url(settings.rest_url, settings.rest_token)
+            asyncio.run(run_rest_checks(url, settings, args.concurrency, out))
+        else:
+            url = validate_url(settings.redis_url)
+            asyncio.run(run_checks(url, settings, args.concurrency, out))
     except CheckFailed as failure:
         print(f"FAIL ({failure.kind}): {failure.reason}", file=err, flush=True)
         return failure.code

@@ -1,7 +1,9 @@
 """The configurations a bench run starts: the service (cache off, memory, Redis without and with
-the hot tier, Redis stopped) with 1 and 2 workers, two 1-worker instances sharing one Redis and
-one PostgreSQL (the mixed workload only), the limit (bare Sanic) and the peer (FastAPI +
-fastapi-cache2)."""
+the hot tier, Redis stopped) with 1 and 2 workers, the Upstash REST backend over loopback (1
+worker, through the REST stand-in ``tests/upstash_standin.py`` in front of the same Redis), two
+1-worker instances sharing one Redis and one PostgreSQL (the mixed workload only), the limit
+(bare Sanic), the raw reference (bare Sanic running the feed's SQL on asyncpg) and the peer
+(FastAPI + fastapi-cache2)."""
 
 from __future__ import annotations
 
@@ -18,8 +20,12 @@ PEER_VENV = ROOT / "bench" / ".venv-peer"
 
 # Shared by every service start so bearer tokens stay valid across workers and restarts.
 SECRET_KEY = "bench-secret-" + secrets.token_hex(16)
+REST_TOKEN = "bench-rest-" + secrets.token_hex(16)
+"""The REST stand-in's bearer token (``upstash-rest``)."""
 
 WORKLOADS = ("hits", "misses", "mixed")
+RAW = "raw-asyncpg"
+"""The raw reference's configuration name (``bench.raw_app``)."""
 
 
 @dataclass(frozen=True)
@@ -27,13 +33,15 @@ class Config:
     """One server setup.
 
     ``cache`` is ``off``, ``memory``, ``redis`` (strict: ``CACHE_LOCAL=false``, one ``MGET``
-    per hit), ``redis-hot`` (the hot tier on: ``CACHE_LOCAL=true``, the service's default) or
+    per hit), ``redis-hot`` (the hot tier on: ``CACHE_LOCAL=true``, the service's default),
     ``redis-down`` (the default ``CACHE_LOCAL``; Redis is stopped after warm-up, so the hot
-    tier is off and the memory fallback serves).  ``instances`` > 1 starts that many
-    ``python app.py`` processes on their own ports, sharing Redis and PostgreSQL."""
+    tier is off and the memory fallback serves) or ``rest`` (the Upstash REST backend through
+    the stand-in in front of the bench's Redis: no hot tier, one HTTP request per hit).
+    ``instances`` > 1 starts that many ``python app.py`` processes on their own ports, sharing
+    Redis and PostgreSQL."""
 
     name: str
-    kind: str  # "service", "limit" or "peer"
+    kind: str  # "service", "limit", "raw" or "peer"
     workers: int = 1
     cache: str = "off"
     instances: int = 1
@@ -41,7 +49,7 @@ class Config:
     @property
     def uses_redis(self) -> bool:
         """Redis is up during the measured runs (its commands are counted)."""
-        return self.kind == "service" and self.cache in {"redis", "redis-hot"}
+        return self.kind == "service" and self.cache in {"redis", "redis-hot", "rest"}
 
     @property
     def workloads(self) -> tuple[str, ...]:
@@ -49,8 +57,8 @@ class Config:
             return ("mixed",)  # writes on one instance, reads on both: the coherence question
         if self.kind == "limit":
             return ("hits",)  # the same bytes for every URL: one workload is the whole story
-        if self.kind == "peer":
-            return ("hits", "misses")  # the peer has no write API to mix in
+        if self.kind in {"peer", "raw"}:
+            return ("hits", "misses")  # no write API to mix in
         return WORKLOADS
 
     @property
@@ -64,6 +72,7 @@ def all_configs(worker_counts: tuple[int, ...] = (1, 2)) -> list[Config]:
         configs += [
             Config("limit", "limit", workers),
             Config("peer", "peer", workers),
+            Config(RAW, "raw", workers),
             Config("no-cache", "service", workers, "off"),
             Config("memory", "service", workers, "memory"),
             Config("redis", "service", workers, "redis"),
@@ -71,16 +80,17 @@ def all_configs(worker_counts: tuple[int, ...] = (1, 2)) -> list[Config]:
             Config("redis-stopped", "service", workers, "redis-down"),
         ]
         if workers == 1:
+            configs.append(Config("upstash-rest", "service", 1, "rest"))
             configs.append(Config("redis-hot-2i", "service", 1, "redis-hot", instances=2))
     return configs
 
 
 def service_env(config: Config, *, port: int, database_url: str,
-                redis_url: str | None) -> dict[str, str]:
+                redis_url: str | None, rest_url: str | None = None) -> dict[str, str]:
     """The environment ``python app.py`` gets for ``config``."""
     env = {k: v for k, v in os.environ.items()
            if k not in {"REDIS_URL", "REDIS_PRIVATE_URL", "DATABASE_URL", "CACHE_ENABLED",
-                        "CACHE_LOCAL"}}
+                        "CACHE_LOCAL", "UPSTASH_REDIS_REST_URL", "UPSTASH_REDIS_REST_TOKEN"}}
     env.update(HOST="127.0.0.1", PORT=str(port), WORKERS=str(config.workers),
                DATABASE_URL=database_url, SECRET_KEY=SECRET_KEY, SEED_DEMO="false",
                LOG_LEVEL="WARNING", PYTHONUNBUFFERED="1")
@@ -94,17 +104,36 @@ def service_env(config: Config, *, port: int, database_url: str,
             env["CACHE_LOCAL"] = "false"
         elif config.cache == "redis-hot":
             env["CACHE_LOCAL"] = "true"
+    elif config.cache == "rest":
+        if not rest_url:
+            raise ValueError(f"{config.name} needs the REST stand-in's URL")
+        env.update(UPSTASH_REDIS_REST_URL=rest_url, UPSTASH_REDIS_REST_TOKEN=REST_TOKEN)
     return env
 
 
+def make_rest_standin(redis_url: str, *, log_dir: Path, name: str = "rest-standin") -> Server:
+    """A not-yet-started REST stand-in (``tests/upstash_standin.py``) in front of
+    ``redis_url``, stopping by itself after an hour; its URL is ``base_url``."""
+    port = free_port()
+    argv = [sys.executable, "-m", "tests.upstash_standin", "--redis-url", redis_url,
+            "--token", REST_TOKEN, "--port", str(port), "--lifetime", "3600"]
+    return Server(name, argv, port=port, log_dir=log_dir, cwd=ROOT, ready_path=None)
+
+
 def make_server(config: Config, *, log_dir: Path, database_url: str, redis_url: str | None,
-                limit_body: Path, peer_prefix: str = "peer", instance: str = "") -> Server:
+                limit_body: Path, peer_prefix: str = "peer", instance: str = "",
+                rest_url: str | None = None) -> Server:
     """A not-yet-started :class:`Server` for ``config`` (``instance`` names one of several)."""
     port = free_port()
     name = f"{config.name}-{config.workers}w{instance}"
     if config.kind == "limit":
         argv = [sys.executable, "-m", "bench.limit_app", "--port", str(port),
                 "--workers", str(config.workers), "--body-file", str(limit_body)]
+        return Server(name, argv, port=port, log_dir=log_dir, cwd=ROOT, ready_path="/health")
+    if config.kind == "raw":
+        argv = [sys.executable, "-m", "bench.raw_app", "--port", str(port),
+                "--workers", str(config.workers), "--dsn",
+                database_url.replace("postgres://", "postgresql://", 1)]
         return Server(name, argv, port=port, log_dir=log_dir, cwd=ROOT, ready_path="/health")
     if config.kind == "peer":
         if not redis_url:
@@ -117,6 +146,7 @@ def make_server(config: Config, *, log_dir: Path, database_url: str, redis_url: 
                 "--http", "httptools", "--no-access-log", "--log-level", "warning"]
         return Server(name, argv, port=port, env=env, log_dir=log_dir, cwd=ROOT,
                       ready_path="/health")
-    env = service_env(config, port=port, database_url=database_url, redis_url=redis_url)
+    env = service_env(config, port=port, database_url=database_url, redis_url=redis_url,
+                      rest_url=rest_url)
     return Server(name, [sys.executable, "app.py"], port=port, env=env, log_dir=log_dir,
                   cwd=ROOT, ready_path="/health")

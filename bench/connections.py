@@ -1,16 +1,18 @@
-"""1,000 concurrent connections on a cached route: p50/p99/max and every error, per backlog.
+"""1,000 concurrent connections on a cached route: p50/p99/max and every error, per variant.
 
-    python -m bench.connections            # 2 rounds x 2 backlogs x 20 s (about 3 minutes)
+    python -m bench.connections            # 2 rounds x 3 variants x 20 s (about 4 minutes)
     python -m bench.connections --quick    # 1 round of 5 s each (under a minute after seeding)
 
 Starts its own redis-server, a seeded PostgreSQL database ``bench_<random>`` on ``--postgres``
 (dropped at the end) and the service (``python app.py``, 2 workers, Redis cache), then runs
-``wrk -c1000 -t2 --latency`` on the feed's first page (a cache hit) once with the service's
-default backlog (``BACKLOG`` unset) and once with ``BACKLOG=100`` (Sanic's own default), in
-alternating order per round.  For each run it records the listening socket's backlog as the
-kernel reports it (``ss``), the kernel's listen-queue overflow counters (``/proc/net/netstat``,
-machine-wide), the open-file limits the server and wrk got, and ``net.core.somaxconn`` (a
-backlog above it is capped by the kernel).  Writes ``bench/results/connections.md`` / ``.json``.
+``wrk -c1000 -t2 --latency`` on the feed's first page (a cache hit) once per variant, in
+alternating order per round: the service's defaults (``BACKLOG`` 2048, every waiting connection
+accepted per loop pass), ``ACCEPT_ALL=false`` (libuv's one accept per pass, as a bare Sanic
+app) and ``BACKLOG=100`` (Sanic's own default).  For each run it records the listening
+socket's backlog as the kernel reports it (``ss``), the kernel's listen-queue overflow counters
+(``/proc/net/netstat``, machine-wide), the open-file limits the server and wrk got, and
+``net.core.somaxconn`` (a backlog above it is capped by the kernel).  Writes
+``bench/results/connections.md`` / ``.json``.
 """
 
 from __future__ import annotations
@@ -60,9 +62,24 @@ class Plan:
         return cls(users=500, posts=5_000, rounds=1, duration=5)
 
 
-def variant_env(backlog: str) -> dict[str, str]:
-    """``default`` leaves BACKLOG unset (the service's own default); a number sets it."""
-    return {} if backlog == "default" else {"BACKLOG": str(int(backlog))}
+VARIANT_ENV = ("BACKLOG", "ACCEPT_ALL")
+"""The settings a variant may set; unset (the service's defaults) unless it names them."""
+
+
+def variant_env(variant: str) -> dict[str, str]:
+    """``default`` leaves every setting unset; a number sets BACKLOG; ``NAME=value`` sets one.
+
+    >>> variant_env("100"), variant_env("ACCEPT_ALL=false")
+    ({'BACKLOG': '100'}, {'ACCEPT_ALL': 'false'})
+    """
+    if variant == "default":
+        return {}
+    name, sep, value = variant.partition("=")
+    if not sep:
+        return {"BACKLOG": str(int(variant))}
+    if name not in VARIANT_ENV:
+        raise ValueError(f"unknown variant setting {name!r} (one of {', '.join(VARIANT_ENV)})")
+    return {name: value}
 
 
 def met(run: dict[str, Any]) -> bool:
@@ -74,7 +91,7 @@ def measure(db: BenchDatabase, redis_url: str, *, backlog: str, round_no: int, p
             args: argparse.Namespace, hits: Path, log_dir: Path) -> dict[str, Any]:
     server = service(f"connections-{backlog}-r{round_no}", workers=args.workers,
                      database_url=db.url, redis_url=redis_url, log_dir=log_dir,
-                     env=variant_env(backlog), drop_env=("BACKLOG",))
+                     env=variant_env(backlog), drop_env=VARIANT_ENV)
     with server:
         with Client(server.base_url) as client:
             for _ in range(3):
@@ -105,7 +122,7 @@ def measure(db: BenchDatabase, redis_url: str, *, backlog: str, round_no: int, p
                **result.as_dict()}
     run["met"] = met(run)
     lat = run["latency_ms"]
-    log.info("BACKLOG=%s round %d: backlog %s, %.0f req/s, p50 %.1f ms p99 %.1f ms max %.1f ms, "
+    log.info("%s round %d: backlog %s, %.0f req/s, p50 %.1f ms p99 %.1f ms max %.1f ms, "
              "errors %s non-2xx %d, kernel %s, connections per worker %s", backlog, round_no,
              effective, run["rps"], lat["p50"], lat["p99"], lat["max"], run["errors"],
              run["non_2xx"], overflow, workers)
@@ -148,7 +165,7 @@ def markdown(runs: list[dict[str, Any]], meta: dict[str, Any]) -> str:
         f"{meta['nofile']['children']} (`resource.setrlimit` in their `preexec_fn`).  A "
         "backlog above `net.core.somaxconn` is capped by the kernel; \"backlog (ss)\" is what "
         "the listening socket got.", "",
-        "| BACKLOG env | backlog (ss) | round | req/s | p50 ms | p99 ms | max ms | connect "
+        "| variant | backlog (ss) | round | req/s | p50 ms | p99 ms | max ms | connect "
         "| read | write | timeout | non-2xx | hit rate | ListenOverflows | TCPSynRetrans | "
         "TCPTimeouts | softnet drops | connections per worker | accept queue | CPU busy "
         "before | met |",
@@ -174,13 +191,15 @@ def markdown(runs: list[dict[str, Any]], meta: dict[str, Any]) -> str:
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m bench.connections", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--quick", action="store_true", help="one round of 5 s per backlog")
+    parser.add_argument("--quick", action="store_true", help="one round of 5 s per variant")
     parser.add_argument("--postgres", default=os.environ.get(
         "BENCH_POSTGRES", "postgresql://postgres@127.0.0.1:5432"),
         help="PostgreSQL server to create the bench database on (default %(default)s)")
     parser.add_argument("--database", default=None, help="reuse this seeded bench_* database")
-    parser.add_argument("--backlogs", nargs="+", default=["default", "100"],
-                        help="BACKLOG values to compare ('default' leaves it unset)")
+    parser.add_argument("--backlogs", "--variants", nargs="+",
+                        default=["default", "ACCEPT_ALL=false", "100"],
+                        help="service settings to compare: 'default' (none set), a BACKLOG "
+                             "number, or ACCEPT_ALL=false")
     parser.add_argument("--connections", type=int, default=1000)
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--workers", type=int, default=2)

@@ -13,7 +13,7 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from bench import instances, stale
 from bench.client import Client
-from bench.configs import Config, make_server
+from bench.configs import Config, make_rest_standin, make_server
 from bench.procs import RedisServer, Server, wait_for_quiet
 from bench.workloads import WRITE_EVERY, WorkloadFiles, WritablePost, with_tokens, write_version
 from bench.wrk import run_wrk
@@ -134,19 +134,28 @@ class Measurer:
                                         log_dir=self.log_dir)
             stopped_redis.start()
             redis_url = stopped_redis.url
+        standin = make_rest_standin(redis_url, log_dir=self.log_dir,
+                                    name=f"rest-standin-r{round_no}") \
+            if config.cache == "rest" else None
         names = instances.NAMES[:config.instances] if config.instances > 1 else ("",)
         servers = [make_server(config, log_dir=self.log_dir, database_url=self.database_url,
                                redis_url=redis_url, limit_body=self.limit_body,
                                peer_prefix=f"peer-r{round_no}-{time.monotonic_ns()}",
-                               instance=f"-{name}" if name else "") for name in names]
+                               instance=f"-{name}" if name else "",
+                               rest_url=standin.base_url if standin else None)
+                   for name in names]
         server = servers[0]
         try:
+            if standin is not None:
+                standin.start()
             for each in servers:
                 each.start()
             notes: list[str] = []
             self.read_header = ""
             if config.kind == "service" and config.cache == "off":
                 notes += self._check_cache_off(server, config)
+            if config.kind == "raw":
+                notes += self._check_raw_bytes(server, config)
             if stopped_redis is not None:
                 notes = self._stop_redis(server, stopped_redis)
             for workload in workloads or config.workloads:
@@ -164,6 +173,8 @@ class Measurer:
         finally:
             for each in servers:
                 each.stop()
+            if standin is not None:
+                standin.stop()
             if stopped_redis is not None:
                 stopped_redis.stop()
 
@@ -190,6 +201,15 @@ class Measurer:
         return [f"WARNING: {config.label}: CACHE_ENABLED=false was not honoured (X-Cache: "
                 f"{reply.x_cache}); every GET of this configuration carries an Authorization "
                 f"header instead, which the cache bypasses (X-Cache: {check.x_cache or '-'})"]
+
+    def _check_raw_bytes(self, server: Server, config: Config) -> list[str]:
+        """The raw reference must answer the feed's first page with the service's bytes."""
+        with Client(server.base_url) as client:
+            reply = client.get(self.files.hits.read_text().strip())
+        if reply.status == 200 and reply.body == self.limit_body.read_bytes():
+            return []
+        return [f"WARNING: {config.label}: the first feed page differs from the service's "
+                f"({reply.status}, {len(reply.body)} bytes): the comparison is not like for like"]
 
     def _stop_redis(self, server: Server, redis_server: RedisServer) -> list[str]:
         """Warm the entry into Redis, stop Redis, then trip every worker's breaker."""

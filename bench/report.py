@@ -8,7 +8,7 @@ from typing import Any
 
 from bench.stats import Summary, Target, ratio
 
-ORDER = ("limit", "peer", "no-cache", "memory", "redis", "redis-hot", "redis-hot-2i",
+ORDER = ("limit", "raw-asyncpg", "peer", "no-cache", "memory", "redis", "redis-hot", "redis-hot-2i",
          "redis-stopped")
 WORKLOAD_TITLES = {"hits": "All hits (the feed's first page, one URL)",
                    "misses": "All misses (a new cursor on every request)",
@@ -139,6 +139,27 @@ def _route_misses_table(summaries: Mapping[tuple[str, int, str], Summary]) -> st
     return "\n".join(lines)
 
 
+def raw_table(summaries: Mapping[tuple[str, int, str], Summary]) -> str:
+    """The uncached feed (``no-cache``) beside the raw asyncpg reference, per workload."""
+    from bench.configs import RAW
+
+    lines = ["| workload | workers | no-cache req/s | raw-asyncpg req/s | req/s ratio | "
+             "no-cache CPU µs/req | raw-asyncpg CPU µs/req | CPU/request ratio |",
+             "|---|---|---|---|---|---|---|---|"]
+    for (config, workers, workload), raw in sorted(summaries.items(),
+                                                   key=lambda kv: (kv[0][1], kv[0][2])):
+        service = summaries.get(("no-cache", workers, workload))
+        if config != RAW or service is None:
+            continue
+        cpu = (service.cpu_us_per_request, raw.cpu_us_per_request)
+        lines.append(
+            f"| {workload} | {workers} | {service.rps:,.0f} | {raw.rps:,.0f} | "
+            f"{_x(ratio(service.rps, raw.rps))} | "
+            + " | ".join("" if v is None else f"{v:,.0f}" for v in cpu)
+            + f" | {_x(ratio(*cpu))} |")
+    return "\n".join(lines) if len(lines) > 2 else ""
+
+
 def _commands_table(summaries: Mapping[tuple[str, int, str], Summary]) -> str:
     lines = ["| configuration | workers | workload | commands per request | by command |",
              "|---|---|---|---|---|"]
@@ -225,6 +246,15 @@ def markdown(*, summaries: Mapping[tuple[str, int, str], Summary], targets: list
         if any(s.workload == workload for s in summaries.values()):
             lines += [f"## {WORKLOAD_TITLES[workload]}", "", workload_table(summaries, workload),
                       ""]
+    raw = raw_table(summaries)
+    if raw:
+        lines += ["## Uncached feed vs the raw asyncpg reference", "", raw, "",
+                  "`raw-asyncpg` (`bench/raw_app.py`) is a bare Sanic handler sending the "
+                  "feed's own statements (`models/feed.py`) to an asyncpg pool of the "
+                  "service's size and encoding the rows with orjson: the same bytes as the "
+                  "service's uncached feed, with no ORM, middleware or metrics. `hits` is the "
+                  "feed's first page, `misses` a new cursor on every request; both run uncached "
+                  "here.", ""]
     lines += ["## Stale-read verification (mixed workload)", "", _stale_table(summaries), "",
               "Every read of a written post was compared with the last write acknowledged "
               "before the read was sent. A PATCH clears the feed, its author's list and the "
@@ -281,8 +311,8 @@ def plot(summaries: Mapping[tuple[str, int, str], Summary], path: Path) -> None:
         rows = _sorted(summaries, workload)
         labels = [f"{s.config}\n{s.workers}w" for s in rows]
         xs = list(range(len(rows)))
-        colors = ["#999999" if s.config == "limit" else "#d98c3f" if s.config == "peer"
-                  else "#3b75af" for s in rows]
+        colors = ["#999999" if s.config in {"limit", "raw-asyncpg"}
+                  else "#d98c3f" if s.config == "peer" else "#3b75af" for s in rows]
         top = axes[0][col]
         top.bar(xs, [s.rps for s in rows], color=colors)
         top.set_title(WORKLOAD_TITLES[workload].split(" (")[0] + ": requests/s")

@@ -129,6 +129,10 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument("--rounds", type=int, default=None, help="override the plan's rounds")
     parser.add_argument("--duration", type=float, default=None,
                         help="override the seconds per wrk run")
+    parser.add_argument("--configs", nargs="*", default=None, metavar="NAME",
+                        help="run only these configurations (e.g. no-cache raw-asyncpg)")
+    parser.add_argument("--workers", type=int, nargs="*", default=None, metavar="N",
+                        help="override the plan's worker counts (e.g. 1)")
     parser.add_argument("--skip", nargs="*", default=[], choices=["growth", "flood", "profile"],
                         help="leave out these extra measurements")
     parser.add_argument("--render", type=Path, metavar="JSON",
@@ -150,9 +154,10 @@ def main(argv: list[str] | None = None) -> int:
     if args.render:
         return render(args.render, args.out)
     plan = Plan.quick() if args.quick else Plan.full()
-    if args.rounds or args.duration:
+    if args.rounds or args.duration or args.workers:
         plan = Plan(**{**asdict(plan), "rounds": args.rounds or plan.rounds,
-                       "duration": args.duration or plan.duration})
+                       "duration": args.duration or plan.duration,
+                       "workers": tuple(args.workers or plan.workers)})
     ensure_dependencies()
     started = datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC")
     raw_dir = args.out / "raw" / datetime.now(UTC).strftime("%Y%m%dT%H%M%S")
@@ -176,7 +181,8 @@ def main(argv: list[str] | None = None) -> int:
         records: list[Record] = []
         extra: dict[str, Any] = {}
         profile: dict[str, Any] | None = None
-        configs = all_configs(plan.workers)
+        configs = [c for c in all_configs(plan.workers)
+                   if args.configs is None or c.name in args.configs]
         with RedisServer("redis-main", log_dir=log_dir) as redis_main:
             measurer = Measurer(db.url, redis_main, files, log_dir, raw_dir, limit_body,
                                 duration=plan.duration, warmup=plan.warmup)

@@ -149,6 +149,7 @@ def check_targets(summaries: Mapping[tuple[str, int, str], Summary],
         r = ratio(redis_hit.rps, peer.rps)
         targets.append(Target("All hits: req/s vs the peer", f"{_fmt(r)}x", ">= 6x",
                               r is not None and r >= 6))
+    targets += raw_targets(summaries)
     nocache = get("no-cache", "misses")
     for name in ("redis", "memory"):
         miss = get(name, "misses")
@@ -194,6 +195,28 @@ def check_targets(summaries: Mapping[tuple[str, int, str], Summary],
         r = ratio(down_hit.rps, redis_hit.rps)
         targets.append(Target("Redis stopped: fallback hit req/s vs Redis hit", f"{_fmt(r)}x",
                               ">= 1.00x", r is not None and r >= 1.0))
+    return targets
+
+
+RAW_RPS_TARGET = 0.60
+RAW_CPU_TARGET = 1.6
+
+
+def raw_targets(summaries: Mapping[tuple[str, int, str], Summary]) -> list[Target]:
+    """The uncached feed against the raw asyncpg reference on the same page (the all-hits URL,
+    the feed's first page, run uncached): req/s and server CPU per request, 1 worker."""
+    from bench.configs import RAW
+
+    service, raw = summaries.get(("no-cache", 1, "hits")), summaries.get((RAW, 1, "hits"))
+    if not (service and raw):
+        return []
+    r = ratio(service.rps, raw.rps)
+    targets = [Target("Uncached feed: req/s vs the raw asyncpg reference", f"{_fmt(r)}x",
+                      f">= {RAW_RPS_TARGET:.2f}x", r is not None and r >= RAW_RPS_TARGET)]
+    c = ratio(service.cpu_us_per_request, raw.cpu_us_per_request)
+    if c is not None:
+        targets.append(Target("Uncached feed: server CPU per request vs the raw reference",
+                              f"{_fmt(c)}x", f"<= {RAW_CPU_TARGET:.1f}x", c <= RAW_CPU_TARGET))
     return targets
 
 

@@ -14,6 +14,7 @@ from sanic_ext.extensions.openapi.definitions import (
 )
 from sanic_ext.extensions.openapi.types import Integer, String
 
+from handlers.examples import EXAMPLES, error_example
 from handlers.pagination import MAX_CURSOR_LENGTH
 from handlers.schemas import ErrorOut
 from handlers.validation import DEFAULT_LIMIT, MAX_LIMIT
@@ -38,17 +39,24 @@ def describe_security(app: Sanic) -> None:
                                         description="A token from /api/auth/register or /login.")
 
 
+def _json(model: type[BaseModel], example: Any) -> dict[str, Any]:
+    """``application/json`` with ``model``'s schema and an example body (``handlers.examples``).
+
+    A plain dict with a ``schema`` key: sanic-ext makes it a ``MediaType`` (one given as such
+    would be documented as a schema of its own)."""
+    return {"application/json": {"schema": Component(model), "example": example}}
+
+
 def body(model: type[BaseModel], description: str) -> RequestBody:
-    """A required JSON request body described by ``model``."""
-    return RequestBody({"application/json": Component(model)}, required=True,
-                       description=description)
+    """A required JSON request body described by ``model``, with its example."""
+    return RequestBody(_json(model, EXAMPLES[model]), required=True, description=description)
 
 
 def ok(model: type[BaseModel] | None, description: str, status: int = 200) -> Response:
     """A success response of an operation, with ``model`` as its JSON body (None: no body)."""
     # An empty content map documents "no body"; None would make sanic-ext document any media
     # type (``*/*``) with an empty schema, which clients then try to parse.
-    content = {"application/json": Component(model)} if model is not None else {}
+    content = _json(model, EXAMPLES[model]) if model is not None else {}
     # String status keys: the spec is serialised with orjson, which refuses int dict keys.
     return Response(content, status=str(status),  # type: ignore[arg-type]
                     description=description)
@@ -56,7 +64,7 @@ def ok(model: type[BaseModel] | None, description: str, status: int = 200) -> Re
 
 def errors(*statuses: int) -> list[Response]:
     """The error responses an operation can give, all of them the shared error body."""
-    return [Response({"application/json": Component(ErrorOut)},
+    return [Response(_json(ErrorOut, error_example(status)),
                      status=str(status),  # type: ignore[arg-type]
                      description=_ERRORS[status]) for status in statuses]
 

@@ -62,17 +62,18 @@ async def _report_cache_backend(app: Sanic) -> None:
     """Say at start-up whether Redis answers (once every before_server_start listener, the
     cache's included, has run)."""
     cache = getattr(app.ctx, "cache", None)
-    if cache is None or cache.tiers.configured_backend != "redis":
+    if cache is None or cache.tiers.configured_backend not in ("redis", "upstash"):
         return
     url = cache.tiers.redis_url_redacted or ""
-    tls = "TLS" if url.startswith("rediss://") else "no TLS"
+    tls = "TLS" if url.startswith(("rediss://", "https://")) else "no TLS"
+    what = "Upstash REST" if cache.tiers.configured_backend == "upstash" else "Redis"
     try:
         latency = await asyncio.wait_for(cache.ping(), timeout=CHECK_TIMEOUT_SECONDS)
     except (CacheBackendError, asyncio.TimeoutError) as exc:
-        log.warning("Redis unavailable, using in-memory cache until it answers (%s; %s)",
-                    url, _error_text(exc))
+        log.warning("%s unavailable, using in-memory cache until it answers (%s; %s)",
+                    what, url, _error_text(exc))
         return
-    log.info("Redis cache connected (%s): %s, PING %.2f ms", tls, url, latency)
+    log.info("%s cache connected (%s): %s, PING %.2f ms", what, tls, url, latency)
 
 
 def _error_text(exc: BaseException) -> str:

@@ -8,17 +8,17 @@ from sanic import Blueprint, Request
 from sanic.exceptions import BadRequest, NotFound
 from sanic.response import HTTPResponse
 from sanic_ext import openapi
-from tortoise.expressions import Q
 from tortoise.transactions import in_transaction
 
 from handlers import docs
 from handlers.auth import authenticated, load_owned
-from handlers.pagination import paginate
+from handlers.pagination import query_cursor, split_page
 from handlers.responses import json_response
 from handlers.schemas import JobBody, JobOut, JobPage, JobPatch, JobStatsOut
-from handlers.serialize import JOB_FIELDS, job_out, job_row
-from handlers.validation import existing_id, parse_body, query_bool, query_text
+from handlers.serialize import job_out, job_row
+from handlers.validation import existing_id, parse_body, query_bool, query_limit, query_text
 from models.job import Job, JobTag, location_key
+from models.job_list import JobFilters, job_by_id, job_rows
 from models.stats import job_stats
 from models.user import User
 
@@ -58,24 +58,19 @@ async def _own_job(request: Request, job_id: int) -> Job:
     response=[docs.ok(JobPage, "A page of jobs."), *docs.errors(400)],
 )
 async def list_jobs(request: Request) -> HTTPResponse:
-    """Jobs newest first, filtered by location, remote, text and tag; keyset-paginated."""
-    queryset = Job.all()
+    """Jobs newest first, filtered by location, remote, text and tag; keyset-paginated.
+    One statement per page, tags included."""
     location = query_text(request, "location", max_length=MAX_LOCATION)
-    if location is not None:
-        queryset = queryset.filter(location_key=location_key(location))
     remote = query_bool(request, "remote")
-    if remote is not None:
-        queryset = queryset.filter(remote=remote)
     text = query_text(request, "q", max_length=MAX_QUERY)
-    if text is not None:
-        queryset = queryset.filter(Q(title__icontains=text) | Q(company__icontains=text))
     tag = query_text(request, "tag", max_length=MAX_TAG)
-    if tag is not None:
-        queryset = queryset.filter(tags__tag=tag.lower())
-    rows, next_cursor = await paginate(request, queryset, *JOB_FIELDS)
-    tags = await _tags_of([row["id"] for row in rows])
-    return json_response({"items": [job_out(row, tags[row["id"]]) for row in rows],
-                          "next_cursor": next_cursor})
+    filters = JobFilters(location_key=None if location is None else location_key(location),
+                         remote=remote, text=text, tag=None if tag is None else tag.lower())
+    limit = query_limit(request)
+    cursor = query_cursor(request)
+    rows = await job_rows(limit + 1, filters, after=None if cursor is None else cursor.key())
+    items, next_cursor = split_page(rows, limit)
+    return json_response({"items": items, "next_cursor": next_cursor})
 
 
 @bp.get("/stats")
@@ -94,12 +89,11 @@ async def stats(request: Request) -> HTTPResponse:
     response=[docs.ok(JobOut, "The job."), *docs.errors(404)],
 )
 async def get_job(request: Request, job_id: int) -> HTTPResponse:
-    """A single job with its tags and owner."""
-    rows = await Job.filter(id=existing_id(job_id, "job")).values(*JOB_FIELDS)
-    if not rows:
+    """A single job with its tags and owner (one statement)."""
+    job = await job_by_id(existing_id(job_id, "job"))
+    if job is None:
         raise NotFound("job not found")
-    tags = await _tags_of([rows[0]["id"]])
-    return json_response(job_out(rows[0], tags[rows[0]["id"]]))
+    return json_response(job)
 
 
 @bp.post("")

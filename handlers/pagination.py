@@ -17,9 +17,8 @@ import orjson
 from sanic import Request
 from sanic.exceptions import BadRequest
 from tortoise.expressions import Q
-from tortoise.queryset import QuerySet
 
-from handlers.validation import INT32_MAX, query_limit
+from handlers.validation import INT32_MAX
 
 MAX_CURSOR_LENGTH = 200
 
@@ -58,7 +57,8 @@ class Cursor:
         return cls(moment, row_id)
 
     def older(self, prefix: str = "") -> Q:
-        """Rows after this cursor in ``created_at DESC, id DESC`` order.
+        """Rows after this cursor in ``created_at DESC, id DESC`` order, for an ORM query (the
+        lists' fixed statements use :meth:`key` in a row comparison instead).
 
         Written as ``created_at <= c AND (created_at < c OR id < i)`` rather than a plain OR:
         the first term is a range on the index's leading column, so the database starts its
@@ -70,6 +70,10 @@ class Cursor:
         lower_id: dict[str, Any] = {f"{key}__lt": self.id}
         return Q(**up_to) & (Q(**before) | Q(**lower_id))
 
+    def key(self) -> tuple[datetime, int]:
+        """``(created_at, id)``: the right-hand side of the raw statements' row comparison."""
+        return self.created_at, self.id
+
 
 def query_cursor(request: Request) -> Cursor | None:
     raw = request.args.get("cursor")
@@ -78,18 +82,10 @@ def query_cursor(request: Request) -> Cursor | None:
     return Cursor.decode(raw.strip())
 
 
-async def paginate(request: Request, queryset: QuerySet[Any],
-                   *fields: str) -> tuple[list[dict[str, Any]], str | None]:
-    """One page of ``queryset`` as ``values(*fields)`` rows and the next page's cursor.
-
-    ``fields`` must include ``id`` and ``created_at``.  One query: it fetches ``limit + 1``
-    rows to know whether another page exists.
-    """
-    limit = query_limit(request)
-    cursor = query_cursor(request)
-    if cursor is not None:
-        queryset = queryset.filter(cursor.older())
-    rows = await queryset.order_by("-created_at", "-id").limit(limit + 1).values(*fields)
+def split_page(rows: list[dict[str, Any]],
+               limit: int) -> tuple[list[dict[str, Any]], str | None]:
+    """A page of ``limit`` items and the next page's cursor, from ``limit + 1`` fetched rows
+    (each with ``created_at`` and ``id``): the extra row only says another page exists."""
     if len(rows) <= limit:
         return rows, None
     last = rows[limit - 1]

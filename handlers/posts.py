@@ -11,11 +11,12 @@ from sanic_ext import openapi
 
 from handlers import docs
 from handlers.auth import authenticated, load_owned
-from handlers.pagination import paginate
+from handlers.pagination import query_cursor, split_page
 from handlers.responses import json_response
 from handlers.schemas import USERNAME_MAX_LENGTH, PostBody, PostOut, PostPage
 from handlers.serialize import POST_FIELDS, post_out
-from handlers.validation import existing_id, parse_body, query_text
+from handlers.validation import existing_id, parse_body, query_limit, query_text
+from models.feed import feed_rows
 from models.post import Post
 from models.user import User
 
@@ -41,13 +42,14 @@ async def _own_post(request: Request, post_id: int) -> Post:
     response=[docs.ok(PostPage, "A page of posts."), *docs.errors(400)],
 )
 async def list_posts(request: Request) -> HTTPResponse:
-    """Posts newest first, optionally by one author; keyset-paginated."""
-    queryset = Post.all()
+    """Posts newest first, optionally by one author; keyset-paginated (one fixed statement)."""
     author = query_text(request, "author", max_length=USERNAME_MAX_LENGTH)
-    if author is not None:
-        queryset = queryset.filter(author__username=author)
-    rows, next_cursor = await paginate(request, queryset, *POST_FIELDS)
-    return json_response({"items": [post_out(row) for row in rows], "next_cursor": next_cursor})
+    limit = query_limit(request)
+    cursor = query_cursor(request)
+    rows = await feed_rows(limit + 1, author=author,
+                           after=None if cursor is None else cursor.key())
+    items, next_cursor = split_page(rows, limit)
+    return json_response({"items": items, "next_cursor": next_cursor})
 
 
 @bp.get("/<post_id:int>")

@@ -11,7 +11,6 @@ from models.user import User
 POST_FIELDS = ("id", "content", "created_at", "updated_at", "author_id", "author__username")
 JOB_FIELDS = ("id", "title", "company", "location", "remote", "salary_min", "salary_max",
               "description", "created_at", "owner_id", "owner__username")
-USER_FIELDS = ("id", "username", "created_at")
 
 
 def post_out(row: dict[str, Any]) -> dict[str, Any]:

@@ -12,34 +12,29 @@ from tortoise.exceptions import IntegrityError
 
 from handlers import docs
 from handlers.auth import authenticated
-from handlers.pagination import paginate
+from handlers.pagination import query_cursor, split_page
 from handlers.responses import json_response
 from handlers.schemas import FollowOut, UserOut, UserPage
-from handlers.serialize import USER_FIELDS, user_out
-from handlers.validation import existing_id
-from models.stats import user_counts
-from models.user import Follow, User
+from handlers.validation import existing_id, query_limit
+from models.profiles import user_exists, user_profile, users_page
+from models.user import Follow
 
 bp = Blueprint("users", url_prefix="/api/users")
 
 
-async def _user_row(user_id: int) -> dict[str, Any]:
-    rows = await User.filter(id=existing_id(user_id, "user")).values(*USER_FIELDS)
-    if not rows:
+async def _profile(user_id: int) -> dict[str, Any]:
+    profile = await user_profile(existing_id(user_id, "user"))
+    if profile is None:
         raise NotFound("user not found")
-    return rows[0]
+    return profile
 
 
-async def _with_counts(row: dict[str, Any]) -> dict[str, Any]:
-    counts = await user_counts([row["id"]])
-    return user_out(row, counts[row["id"]])
-
-
-async def _followable(request: Request, user_id: int) -> dict[str, Any]:
-    row = await _user_row(user_id)
-    if row["id"] == request.ctx.user.id:
+async def _followable(request: Request, user_id: int) -> int:
+    if not await user_exists(existing_id(user_id, "user")):
+        raise NotFound("user not found")
+    if user_id == request.ctx.user.id:
         raise BadRequest("user_id: users cannot follow themselves")
-    return row
+    return user_id
 
 
 @bp.get("/list")
@@ -48,11 +43,12 @@ async def _followable(request: Request, user_id: int) -> dict[str, Any]:
     response=[docs.ok(UserPage, "A page of users."), *docs.errors(400)],
 )
 async def list_users(request: Request) -> HTTPResponse:
-    """Users newest first; followers, following and posts counted in three grouped queries."""
-    rows, next_cursor = await paginate(request, User.all(), *USER_FIELDS)
-    counts = await user_counts(row["id"] for row in rows)
-    return json_response({"items": [user_out(row, counts[row["id"]]) for row in rows],
-                          "next_cursor": next_cursor})
+    """Users newest first with their counts, in one statement; keyset-paginated."""
+    limit = query_limit(request)
+    cursor = query_cursor(request)
+    rows = await users_page(limit + 1, after=None if cursor is None else cursor.key())
+    items, next_cursor = split_page(rows, limit)
+    return json_response({"items": items, "next_cursor": next_cursor})
 
 
 @bp.get("/<user_id:int>")
@@ -62,7 +58,7 @@ async def list_users(request: Request) -> HTTPResponse:
 )
 async def get_user(request: Request, user_id: int) -> HTTPResponse:
     """A user's public profile (no email) with counts."""
-    return json_response(await _with_counts(await _user_row(user_id)))
+    return json_response(await _profile(user_id))
 
 
 @bp.post("/<user_id:int>/follow")
@@ -76,14 +72,15 @@ async def get_user(request: Request, user_id: int) -> HTTPResponse:
 @authenticated
 async def follow(request: Request, user_id: int) -> HTTPResponse:
     """Follow a user: 201 when the follow is new, 200 when it already existed."""
-    row = await _followable(request, user_id)
+    followee = await _followable(request, user_id)
     try:
-        await Follow.create(follower_id=request.ctx.user.id, followee_id=row["id"])
+        await Follow.create(follower_id=request.ctx.user.id, followee_id=followee)
         status = 201
     except IntegrityError:
         # The unique (follower, followee) pair already exists: following twice is a no-op.
         status = 200
-    return json_response({"following": True, "user": await _with_counts(row)}, status=status)
+    # Read after the write, so followers_count includes this follow.
+    return json_response({"following": True, "user": await _profile(followee)}, status=status)
 
 
 @bp.delete("/<user_id:int>/follow")
@@ -95,6 +92,6 @@ async def follow(request: Request, user_id: int) -> HTTPResponse:
 @authenticated
 async def unfollow(request: Request, user_id: int) -> HTTPResponse:
     """Stop following a user; 204 whether or not the follow existed."""
-    row = await _followable(request, user_id)
-    await Follow.filter(follower_id=request.ctx.user.id, followee_id=row["id"]).delete()
+    followee = await _followable(request, user_id)
+    await Follow.filter(follower_id=request.ctx.user.id, followee_id=followee).delete()
     return HTTPResponse(status=204)

@@ -9,6 +9,10 @@ current ones. A miss
 keeps the generations it read *before* the handler ran and stores the record under them, so a
 write that lands while a slow handler runs leaves that record already invalid. A write bumps
 its tags (one pipelined round trip). Redis commands: hit 1, miss 2 (MGET + SET), write 1.
+
+A rule with stale windows (``middleware.stale``) lets a lookup classify a current entry by its
+age: fresh (a hit), stale while revalidating (served, and the caller leads the refresh), or
+stale if error (a miss that keeps the entry for the error path).
 """
 
 from __future__ import annotations
@@ -30,15 +34,18 @@ from middleware.backends.subscriber import Subscriber
 from middleware.hot import HotState, HotTier
 from middleware.record import DecodedRecords, Record, RecordError, decode, encode
 from middleware.settings import CacheSettings
+from middleware.stale import Freshness, Staleness
 from middleware.stampede import SingleFlight
 from middleware.tiers import Tiers
 
-__all__ = ["HIT", "MISS", "Lookup", "ResponseCache"]
+__all__ = ["HIT", "MISS", "STALE", "Lookup", "ResponseCache"]
 
 log = logging.getLogger(__name__)
 
 HIT = "hit"
 MISS = "miss"
+STALE = "stale"
+"""Served past its TTL while one request refreshes it (``stale-while-revalidate``)."""
 BYPASS = "bypass"
 HELPERS = "helpers"
 
@@ -55,7 +62,8 @@ def _gen(value: bytes) -> int:
 class Lookup:
     """The outcome of one lookup, kept on the request until the response hook."""
 
-    __slots__ = ("future", "generations", "hot", "key", "outcome", "record", "tier")
+    __slots__ = ("collapsed", "future", "generations", "hot", "key", "outcome", "record",
+                 "stale", "tier")
 
     def __init__(self, key: str, tier: CacheBackend, generations: tuple[int, ...]) -> None:
         self.key = key
@@ -66,6 +74,10 @@ class Lookup:
         self.future: Any = None
         self.hot: HotState | None = None
         """Set when the record may go to the hot tier (see ``hot.HotState``)."""
+        self.stale: Record | None = None
+        """On a miss: a current entry past its TTL, to serve if the handler fails."""
+        self.collapsed = False
+        """A hit answered by a concurrent miss's record (single flight)."""
 
 
 class ResponseCache:
@@ -85,7 +97,9 @@ class ResponseCache:
         self.settings = settings = settings or CacheSettings()
         self.observer: CacheObserver = observer or NullObserver()
         self._timed = observer is not None and not isinstance(observer, NullObserver)
-        self._clock = clock
+        self.clock = clock
+        """The wall clock of ``stored_at``, ages and stale windows. Tests may replace it
+        before the app starts (the hot tier takes it in ``open``)."""
         self.tiers = Tiers(settings, backend, observer=self.observer, report=self._report,
                            coherence=coherence, monotonic=monotonic)
         self.flights = SingleFlight()
@@ -98,6 +112,7 @@ class ResponseCache:
         """Bodies decoded or re-encoded for clients that do not take the stored coding."""
         self.hits = self.misses = self.bypasses = self.stores = 0
         self.invalidations = self.errors = self.decode_errors = 0
+        self.stale = self.stale_on_error = self.refreshes = self.refresh_failures = 0
 
     async def open(self) -> None:
         """Create the Redis backend from the settings when none was given, and the hot tier
@@ -109,7 +124,7 @@ class ResponseCache:
         if self.settings.local_tier and channel and url:
             settings = self.settings
             self.hot = hot = HotTier(settings.memory_max_entries, settings.memory_max_bytes,
-                                     clock=self._clock)
+                                     clock=self.clock)
             self.tiers.hot = hot
             self._subscriber = Subscriber(
                 url, channel, on_message=hot.on_message, on_health=hot.on_health,
@@ -142,6 +157,8 @@ class ResponseCache:
             "pending_invalidations": self.tiers.coherence.outstanding,
             "coalesced": self.flights.coalesced,
             "decode_errors": self.decode_errors,
+            "stale": self.stale, "stale_on_error": self.stale_on_error,
+            "refreshes": self.refreshes, "refresh_failures": self.refresh_failures,
             "hot": None if self.hot is None else {
                 "healthy": self.hot.healthy, "hits": self.hot.hits,
                 "entries": len(self.hot), "bytes": self.hot.size_bytes},
@@ -178,13 +195,18 @@ class ResponseCache:
 
     async def lookup(self, route: str, key: str, tags: Sequence[str], *,
                      refresh: bool = False, lead: bool = True, count: bool = True,
-                     hot_ttl: float | None = None) -> Lookup:
+                     hot_ttl: float | None = None,
+                     freshness: Freshness | None = None) -> Lookup:
         """Read ``key`` and the generations of ``tags``; a hit sets ``lookup.record``.
 
         On a miss with ``lead`` the caller becomes the single-flight leader for the key and
         must end with ``release``; a concurrent miss waits for it instead. ``count=False``
         keeps the lookup out of the statistics (application helpers). ``hot_ttl``: the
         entry's TTL, when the hot tier may serve and keep it (``CacheRule(local=True)``).
+        ``freshness``: the rule's stale windows (``middleware.stale``); a current entry past
+        its TTL is then ``STALE`` (served; with ``lead`` and no refresh running in this
+        process, ``lookup.future`` is set and the caller must refresh and ``release``) or a
+        miss with ``lookup.stale`` set.
         """
         hot = self.hot
         coherence = self.tiers.coherence
@@ -213,14 +235,22 @@ class ResponseCache:
         generations = found.generations
         if not refresh:
             if record is not None and record.generations == generations:
-                self._keep_hot(found, record)
-                return self._hit(found, record, route, count)
+                staleness = Staleness.FRESH if freshness is None else freshness.classify(
+                    self.clock() - record.stored_at)
+                if staleness is Staleness.FRESH:
+                    self._keep_hot(found, record)
+                    return self._hit(found, record, route, count)
+                if staleness is Staleness.REVALIDATE:
+                    return self._serve_stale(found, record, route, lead, count)
+                if staleness is Staleness.IF_ERROR:
+                    found.stale = record
             flight_key = f"{tier.name}|{key}"
             future = self.flights.joinable(flight_key, generations)
             if future is not None:
                 record = await self.flights.wait(flight_key, future,
                                                  self.settings.stampede_timeout)
                 if record is not None and record.generations == generations:
+                    found.collapsed = True
                     return self._hit(found, record, route, count)
                 lead = False
             if lead:
@@ -269,6 +299,20 @@ class ResponseCache:
             self.observer.on_lookup(route, HIT)
         return found
 
+    def _serve_stale(self, found: Lookup, record: Record, route: str, lead: bool,
+                     count: bool) -> Lookup:
+        """A current entry within its ``stale-while-revalidate`` window: served as it is, and
+        the first such lookup of this process (while none runs) leads the refresh."""
+        found.record = record
+        found.outcome = STALE
+        flight_key = f"{found.tier.name}|{found.key}"
+        if lead and self.flights.joinable(flight_key, found.generations) is None:
+            found.future = self.flights.lead(flight_key, found.generations)
+        if count:
+            self.stale += 1
+            self.observer.on_lookup(route, STALE)
+        return found
+
     def make_record(self, found: Lookup, *, status: int, content_type: str,
                     headers: tuple[tuple[str, str], ...], body: bytes,
                     compress: bool = False) -> Record:
@@ -281,7 +325,7 @@ class ResponseCache:
                           else ("", body))
         if coding:
             headers = with_vary(headers)
-        return Record(status=status, stored_at=self._clock(), generations=found.generations,
+        return Record(status=status, stored_at=self.clock(), generations=found.generations,
                       content_type=content_type, etag=etag_for(body), headers=headers,
                       body=stored, encoding=coding)
 
@@ -310,7 +354,7 @@ class ResponseCache:
 
     def age(self, record: Record) -> int:
         """Whole seconds since ``record`` was stored (the ``Age`` header)."""
-        return max(0, int(self._clock() - record.stored_at))
+        return max(0, int(self.clock() - record.stored_at))
 
     def release(self, found: Lookup, record: Record | None) -> None:
         """End the single flight of a leading miss (``record`` is what waiters may serve)."""

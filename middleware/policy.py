@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Iterable, Mapping
+from collections.abc import Collection, Iterable, Mapping
 
 __all__ = [
     "STORED_HEADERS", "VARY_KEYED", "WRITE_METHODS", "bypass_reason", "cache_control_for",
@@ -16,7 +16,8 @@ WRITE_METHODS = frozenset({"POST", "PUT", "PATCH", "DELETE"})
 STORED_HEADERS = frozenset({
     "content-language", "content-disposition", "link", "vary", "x-total-count", "x-next-cursor",
 })
-"""Response headers kept in a record (besides content type); everything else is dropped."""
+"""Response headers kept in a record (besides content type); everything else is dropped.
+Never ``Access-Control-*``: they depend on the request's Origin, which the key does not cover."""
 
 SHARED_CACHE_CONTROL = "no-cache"
 """Shared routes: browsers must revalidate with the ETag, so they never keep invalidated data."""
@@ -78,7 +79,7 @@ def _joined(headers: Mapping[str, str], name: str) -> str | None:
 
 
 def is_storable(status: int, headers: Mapping[str, str], body_length: int,
-                max_body_bytes: int) -> bool:
+                max_body_bytes: int, vary_handled: Collection[str] = ()) -> bool:
     """Only a 200 without ``Set-Cookie``/``private``/``no-store``, within the size cap, and
     not varying on a request header the key does not cover (``Vary: Accept-Language``, ``*``).
 
@@ -86,6 +87,11 @@ def is_storable(status: int, headers: Mapping[str, str], body_length: int,
     first): it was encoded for one client's ``Accept-Encoding``, and the record keeps only
     the coding the cache applied itself (``middleware.encoding``), so stored without the
     header it would reach other clients as garbage. The cache compresses on its own.
+
+    ``vary_handled``: request headers (lower case) the app declares it handles outside the
+    stored record: their effect is added to every response, hits included, in headers the
+    record never keeps (``STORED_HEADERS``). CORS is the case: ``Vary: Origin`` while
+    ``Access-Control-Allow-Origin`` is computed per request (see ``CacheSettings.vary_handled``).
     """
     if status != 200 or body_length > max_body_bytes:
         return False
@@ -95,8 +101,9 @@ def is_storable(status: int, headers: Mapping[str, str], body_length: int,
     if coding and coding.strip().lower() != "identity":
         return False
     vary = _joined(headers, "vary")
-    if vary and any(field.strip().lower() not in VARY_KEYED
-                    for field in vary.split(",") if field.strip()):
+    if vary and any(name not in VARY_KEYED and name not in vary_handled
+                    for name in (field.strip().lower() for field in vary.split(","))
+                    if name):
         return False
     directives = _directives(_joined(headers, "cache-control"))
     return "private" not in directives and "no-store" not in directives

@@ -8,10 +8,10 @@ from collections.abc import Iterator
 from sanic.response import HTTPResponse
 
 from middleware.encoding import IDENTITY, etag_for_coding
-from middleware.policy import STORED_HEADERS
+from middleware.policy import STORED_HEADERS, etag_matches
 from middleware.record import Record
 
-__all__ = ["CachedResponse"]
+__all__ = ["CachedResponse", "answer_stale"]
 
 _Wire = tuple[tuple[str, tuple[bytes, bytes]], ...]
 
@@ -39,19 +39,24 @@ class CachedResponse(HTTPResponse):
     Sanic encodes and sanitises every header of every response (``processed_headers``), which
     cost a hit more than its Redis round trip. A record's text never holds CR, LF or NUL
     (``middleware.record``), so its lines are sent as they are. Headers set on this object
-    (``Age``; ``Content-Length``, ``Connection`` and whatever later middleware sets, which
-    replaces the record's line of the same name) go through Sanic's sanitising.
+    (``Age`` and ``Cache-Status``, which change per request; ``X-Cache: STALE`` for a
+    ``stale``
+    hit; ``Content-Length``, ``Connection`` and whatever later middleware sets, which replaces
+    the record's line of the same name) go through Sanic's sanitising.
     """
 
     __slots__ = ("wire",)
 
-    def __init__(self, record: Record, cache_control: str, age: int,
-                 coding: str = IDENTITY, body: bytes | None = None) -> None:
+    def __init__(self, record: Record, cache_control: str, age: int, cache_status: str,
+                 stale: bool = False, coding: str = IDENTITY,
+                 body: bytes | None = None) -> None:
         """``coding``: the content coding to send (``encoding.negotiate``), and ``body`` the
         record's body in it (``encoding.Representations``) when that is not the stored one."""
         if body is None:
             body = record.body
-        headers = {"age": str(age)}
+        headers = {"age": str(age), "cache-status": cache_status}
+        if stale:
+            headers["x-cache"] = "STALE"
         if coding != IDENTITY:
             # Not a prepared line: later response middleware (a compressing one) must see it.
             headers["content-encoding"] = coding
@@ -69,3 +74,31 @@ class CachedResponse(HTTPResponse):
         for name, value in headers.items():
             yield sanitize(name).encode("ascii"), sanitize(f"{value}").encode(
                 errors="surrogateescape")
+
+
+def answer_stale(response: HTTPResponse, record: Record, *, age: int, cache_control: str,
+                 cache_status: str, if_none_match: str | None, coding: str = IDENTITY,
+                 body: bytes | None = None) -> None:
+    """``stale-if-error``: turn the handler's error ``response`` into ``record``, in place.
+
+    In place rather than a new response: a response middleware that returns a response ends
+    Sanic's response middleware chain, and those registered before the cache must still run.
+    ``coding`` and ``body``: as for ``CachedResponse``.
+    """
+    headers = response.headers
+    for name in ("content-length", "content-type", "retry-after", "content-encoding"):
+        headers.pop(name, None)
+    headers.update(record.headers)
+    etag = etag_for_coding(record.etag, coding)
+    headers.update({"etag": etag, "age": str(age), "x-cache": "STALE",
+                    "cache-control": cache_control, "cache-status": cache_status})
+    if etag_matches(if_none_match, etag):
+        response.status = 304
+        response.body = b""
+        return
+    response.status = record.status
+    response.content_type = record.content_type
+    headers["content-type"] = record.content_type
+    if coding != IDENTITY:
+        headers["content-encoding"] = coding
+    response.body = record.body if body is None else body

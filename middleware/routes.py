@@ -13,6 +13,7 @@ from typing import Any
 
 from middleware.policy import cache_control_for
 from middleware.rules import CacheRule, InvalidationRule, normalise_route_path
+from middleware.stale import Freshness, stale_cache_control
 
 __all__ = ["ReadRoute", "RouteTable"]
 
@@ -20,7 +21,7 @@ __all__ = ["ReadRoute", "RouteTable"]
 class ReadRoute:
     """A ``CacheRule`` with what the request path needs precomputed."""
 
-    __slots__ = ("cache_control", "hot_ttl", "query", "rule", "tags", "ttl")
+    __slots__ = ("cache_control", "freshness", "hot_ttl", "query", "rule", "tags", "ttl")
 
     def __init__(self, rule: CacheRule) -> None:
         self.rule = rule
@@ -28,7 +29,13 @@ class ReadRoute:
         self.tags = rule.compiled_tags
         self.ttl = rule.ttl
         self.hot_ttl = float(rule.ttl) if rule.local else None
-        self.cache_control = cache_control_for(rule.per_user)
+        self.freshness = (Freshness(rule.ttl, rule.stale_while_revalidate, rule.stale_if_error)
+                          if rule.storage_ttl > rule.ttl else None)
+        """``None``: no stale window, the backend's TTL alone ends the entry (as before)."""
+        self.cache_control = (
+            stale_cache_control(rule.ttl, rule.stale_while_revalidate, rule.stale_if_error,
+                                rule.per_user)
+            if rule.advertise_stale else cache_control_for(rule.per_user))
 
 
 class RouteTable:

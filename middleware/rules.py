@@ -139,6 +139,14 @@ class CacheRule:
     ``public`` declares that the response does not depend on credentials, so requests with
     ``Authorization``/``Cookie`` may share the entry. ``local=False`` keeps the route out of
     the hot tier (``middleware.hot``): every hit is one Redis round trip, as strict as Redis.
+
+    ``stale_while_revalidate`` / ``stale_if_error``: seconds past the TTL during which an entry
+    whose generations are still current may be served while one request refreshes it in the
+    background, or instead of a 5xx from the handler (``middleware.stale``). The entry is then
+    stored for the TTL plus the longer window. ``advertise_stale`` also sends both windows to
+    downstream caches (``Cache-Control: max-age=<ttl>, stale-while-revalidate=..,
+    stale-if-error=..``). Only for rules without tags: a browser or CDN cannot see this
+    cache's invalidations, so on a tagged route it would serve data a write had invalidated.
     """
 
     path: str
@@ -148,11 +156,22 @@ class CacheRule:
     per_user: bool = False
     public: bool = False
     local: bool = True
+    stale_while_revalidate: int = 0
+    stale_if_error: int = 0
+    advertise_stale: bool = False
     compiled_tags: CompiledTags = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
         if self.ttl < 1:
             raise ValueError(f"CacheRule {self.path}: ttl must be >= 1 second")
+        if self.stale_while_revalidate < 0 or self.stale_if_error < 0:
+            raise ValueError(f"CacheRule {self.path}: stale windows must be >= 0 seconds")
+        if self.advertise_stale and not (self.stale_while_revalidate or self.stale_if_error):
+            raise ValueError(f"CacheRule {self.path}: advertise_stale needs a stale window")
+        if self.advertise_stale and (callable(self.tags) or tuple(self.tags)):
+            raise ValueError(
+                f"CacheRule {self.path}: advertise_stale is only for rules without tags (a "
+                "downstream cache cannot see invalidations; it would serve invalidated data)")
         if self.per_user and self.public:
             raise ValueError(f"CacheRule {self.path}: per_user and public exclude each other")
         object.__setattr__(self, "query", tuple(self.query))
@@ -163,6 +182,11 @@ class CacheRule:
                              "listed in query= (they must be part of the key)")
         _check_path_fields(self.path, compiled)
         object.__setattr__(self, "compiled_tags", compiled)
+
+    @property
+    def storage_ttl(self) -> int:
+        """How long an entry is stored: the TTL plus the longer stale window."""
+        return self.ttl + max(self.stale_while_revalidate, self.stale_if_error)
 
 
 @dataclass(frozen=True)

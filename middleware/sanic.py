@@ -8,6 +8,12 @@ not stored again. The response hook stores misses and, for successful writes, cl
 rule's tags before the response leaves (also after a 5xx, which may have committed, but only
 once the request reached the handler: a request cut short never clears anything).
 
+Stale entries (``middleware.stale``): a stale hit is answered like a hit (``X-Cache: STALE``)
+and, for the request that leads the key's refresh, starts it (``middleware.refresh``); a
+miss that found a current stale entry serves that entry instead of a 5xx from the handler,
+rewriting the error response in place (so response middleware registered before the cache
+still run). Every cacheable response carries ``Cache-Status`` (``middleware.status``).
+
 Fail open at one boundary: any ``CacheBackendError`` in these hooks is logged, told to the
 breaker, counted, and the request proceeds uncached. A Redis outage is never a 500.
 """
@@ -23,19 +29,22 @@ from sanic import Request, Sanic
 from sanic.response import BaseHTTPResponse, HTTPResponse
 
 from middleware.backends.base import CacheBackend, CacheBackendError
-from middleware.cache import HIT, Lookup, ResponseCache
+from middleware.cache import HIT, STALE, Lookup, ResponseCache
 from middleware.coherence import Coherence
 from middleware.encoding import IDENTITY, etag_for_coding, negotiate
 from middleware.keys import EPOCH_TAG, TagTooLong, canonical_query, response_key
 from middleware.observer import CacheObserver
+from middleware.record import Record
+from middleware.refresh import Refreshes
 from middleware.policy import (
     WRITE_METHODS, bypass_reason, cache_control_for, client_wants_refresh, etag_matches,
     is_storable, stored_headers,
 )
-from middleware.response import CachedResponse
+from middleware.response import CachedResponse, answer_stale
 from middleware.routes import ReadRoute, RouteTable
 from middleware.rules import CacheRule, InvalidationRule
 from middleware.settings import CacheSettings
+from middleware.status import CacheStatus
 
 __all__ = ["CacheHooks", "install_cache"]
 
@@ -48,14 +57,15 @@ _SHARED_CTX_NAME = "response_cache_coherence"
 class _State:
     """What the request hook decided, for the response hook."""
 
-    __slots__ = ("failed", "found", "head", "rule")
+    __slots__ = ("failed", "found", "head", "refresh", "rule")
 
     def __init__(self, rule: CacheRule, found: Lookup | None, head: bool,
-                 failed: bool = False) -> None:
+                 failed: bool = False, refresh: bool = False) -> None:
         self.rule = rule
         self.found = found  # None: bypassed, or the lookup failed (``failed``)
         self.head = head
         self.failed = failed
+        self.refresh = refresh  # the client asked for a fresh answer
 
 
 class CacheHooks:
@@ -66,6 +76,8 @@ class CacheHooks:
         self.cache = cache
         self.identify = identify
         self.routes = RouteTable(rules)
+        self.status = CacheStatus(cache.settings.status_name)
+        self.refreshes = Refreshes(cache)
 
     def bind(self, routes: Iterable[Any]) -> None:
         """Bind the rules to the app's routes (see ``middleware.routes``)."""
@@ -128,26 +140,40 @@ class CacheHooks:
                                                  headers.get("pragma"), honor)
         try:
             found = await cache.lookup(rule.path, key, tags, refresh=refresh, lead=not head,
-                                       hot_ttl=read.hot_ttl)
+                                       hot_ttl=read.hot_ttl, freshness=read.freshness)
         except CacheBackendError as exc:
             cache.failed(exc, rule.path, "lookup")
             request.ctx.cache_state = _State(rule, None, head, failed=True)
             return None
-        request.ctx.cache_state = _State(rule, found, head)
+        request.ctx.cache_state = _State(rule, found, head, refresh=refresh)
         record = found.record
         if record is None:
             return None
+        stale = found.outcome == STALE
+        if stale and found.future is not None:
+            self._start_refresh(request, rule, found)
+        age = cache.age(record)
+        status = self.status.hit(rule.ttl - age, found.collapsed)
         coding = negotiate(headers.get("accept-encoding"), record.encoding) if record.encoding \
             else IDENTITY
         inm = headers.get("if-none-match")
         if inm and etag_matches(inm, etag_for_coding(record.etag, coding)):
             out = dict(record.headers)
-            out.update({"x-cache": "HIT", "age": str(cache.age(record)),
+            out.update({"x-cache": "STALE" if stale else "HIT", "age": str(age),
                         "etag": etag_for_coding(record.etag, coding),
-                        "cache-control": read.cache_control})
+                        "cache-control": read.cache_control, "cache-status": status})
             return HTTPResponse(status=304, headers=out)
-        return CachedResponse(record, read.cache_control, cache.age(record), coding,
-                              cache.representations.body(record, coding))
+        return CachedResponse(record, read.cache_control, age, status, stale=stale,
+                              coding=coding, body=cache.representations.body(record, coding))
+
+    def _start_refresh(self, request: Request, rule: CacheRule, found: Lookup) -> None:
+        """Refresh a stale entry in the background (``middleware.refresh``)."""
+        state = _State(rule, found, head=False)
+
+        async def store(clone: Request, response: HTTPResponse) -> Record | None:
+            return await self._store(clone, response, state, found)  # type: ignore[no-any-return]
+
+        self.refreshes.start(request, found, rule.path, store)
 
     def _bypass(self, request: Request, rule: CacheRule, head: bool) -> None:
         request.ctx.cache_state = _State(rule, None, head)
@@ -170,13 +196,35 @@ class CacheHooks:
         if found is None:
             # ERROR: the cache was consulted and its backend failed (served uncached, fail
             # open); BYPASS: the request deliberately did not touch the cache.
-            response.headers["x-cache"] = "ERROR" if state.failed else "BYPASS"
+            if state.failed:
+                response.headers["x-cache"] = "ERROR"
+                response.headers["cache-status"] = self.status.error()
+            else:
+                response.headers["x-cache"] = "BYPASS"
+                response.headers["cache-status"] = self.status.bypass()
             return
-        if found.outcome == HIT:
+        if found.outcome == HIT or found.outcome == STALE:
             return
         if not isinstance(response, HTTPResponse):  # a stream: nothing to store
             self.cache.release(found, None)
             response.headers["x-cache"] = "MISS"
+            response.headers["cache-status"] = self.status.forwarded(
+                stale=found.stale is not None, refresh=state.refresh, stored=False)
+            return
+        if found.stale is not None and response.status >= 500:
+            # stale-if-error: the entry's generations were current when looked up.
+            self.cache.release(found, None)
+            record = found.stale
+            age = self.cache.age(record)
+            coding = negotiate(request.headers.get("accept-encoding"), record.encoding) \
+                if record.encoding else IDENTITY
+            answer_stale(response, record, age=age,
+                         cache_control=self._cache_control(request, state.rule),
+                         cache_status=self.status.stale_on_error(
+                             response.status, state.rule.ttl - age),
+                         if_none_match=request.headers.get("if-none-match"), coding=coding,
+                         body=self.cache.representations.body(record, coding))
+            self.cache.stale_on_error += 1
             return
         record = None
         try:
@@ -187,8 +235,10 @@ class CacheHooks:
             self.cache.release(found, record)
         headers = response.headers
         headers["x-cache"] = "MISS"
+        headers["cache-status"] = self.status.forwarded(
+            stale=found.stale is not None, refresh=state.refresh, stored=record is not None)
         if "cache-control" not in headers:
-            headers["cache-control"] = cache_control_for(state.rule.per_user)
+            headers["cache-control"] = self._cache_control(request, state.rule)
         if record is not None:
             etag = record.etag
             if record.encoding:
@@ -208,12 +258,17 @@ class CacheHooks:
                 for name in ("content-length", "content-type", "content-encoding"):
                     response.headers.pop(name, None)
 
+    def _cache_control(self, request: Request, rule: CacheRule) -> str:
+        read = None if request.route is None else self.routes.reads.get(request.route.name)
+        return read.cache_control if read is not None else cache_control_for(rule.per_user)
+
     async def _store(self, request: Request, response: HTTPResponse, state: _State,
                      found: Lookup) -> Any:
         body = response.body
         cache = self.cache
         if state.head or not isinstance(body, bytes) or not is_storable(
-                response.status, response.headers, len(body), cache.settings.max_body_bytes):
+                response.status, response.headers, len(body), cache.settings.max_body_bytes,
+                cache.settings.vary_handled):
             return None
         record = cache.make_record(
             found, status=response.status,
@@ -221,7 +276,7 @@ class CacheHooks:
             headers=stored_headers(response.headers.items()), body=body, compress=True)
         # The record goes to the waiters even if the SET fails: it is what this request saw.
         try:
-            await cache.store(found, record, state.rule.ttl, state.rule.path)
+            await cache.store(found, record, state.rule.storage_ttl, state.rule.path)
         except CacheBackendError:
             cache.release(found, record)
             raise
@@ -276,6 +331,9 @@ def install_cache(app: Sanic[Any, Any],
         hooks.bind(app.router.routes)
         await cache.open()
 
+    async def stop_refreshes(app: Sanic[Any, Any]) -> None:
+        await hooks.refreshes.close()  # before the database they may use goes away
+
     async def close_cache(app: Sanic[Any, Any]) -> None:
         await cache.close()
 
@@ -283,6 +341,7 @@ def install_cache(app: Sanic[Any, Any],
     # Last among the start-up listeners: sanic-ext adds its automatic HEAD routes (named
     # ``<route>_head``) in ``before_server_start`` too, and they must get the GET rule.
     app.register_listener(open_cache, "before_server_start", priority=-100_000)
+    app.register_listener(stop_refreshes, "before_server_stop")
     app.register_listener(close_cache, "after_server_stop")
     app.register_middleware(hooks.on_request, "request")
     app.register_middleware(hooks.on_response, "response")

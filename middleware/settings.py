@@ -26,6 +26,12 @@ Every variable the cache reads (all optional):
                                 that serves hits with zero Redis commands (``hot``).
 ``CACHE_COMPRESS_MIN_BYTES``    Bodies of at least this many bytes are stored brotli-encoded
                                 and served by ``Accept-Encoding`` (default 1024; ``encoding``).
+``CACHE_STATUS_NAME``           This cache's name in the ``Cache-Status`` header (RFC 9211;
+                                default ``response-cache``).
+``UPSTASH_REDIS_REST_URL``      With ``UPSTASH_REDIS_REST_TOKEN`` and no ``REDIS_URL``: the
+                                Upstash REST backend (``backends.upstash``), no hot tier.
+``UPSTASH_REDIS_REST_TOKEN``    Its bearer token.
+``CACHE_REST_MAX_REPLY_BYTES``  Largest REST reply body read (default 4 MiB); larger fails.
 ==============================  =========================================================
 """
 
@@ -34,8 +40,10 @@ from __future__ import annotations
 import math
 import os
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from urllib.parse import urlsplit, urlunsplit
+
+from middleware.status import serialise_name
 
 __all__ = ["ENV_NAMES", "REMOVED_ENV_NAMES", "CacheSettings", "CacheSettingsError", "redact_url"]
 
@@ -44,7 +52,8 @@ ENV_NAMES = frozenset({
     "REDIS_TLS_CA_CERTS", "REDIS_TLS_INSECURE", "CACHE_NAMESPACE", "CACHE_MEMORY_MAX_ENTRIES",
     "CACHE_MEMORY_MAX_BYTES", "CACHE_MAX_BODY_BYTES", "CACHE_BREAKER_FAILURES",
     "CACHE_BREAKER_RESET_SECONDS", "CACHE_HONOR_CLIENT_NO_CACHE", "CACHE_STAMPEDE_TIMEOUT",
-    "CACHE_MAX_PENDING_TAGS", "CACHE_LOCAL", "CACHE_COMPRESS_MIN_BYTES",
+    "CACHE_MAX_PENDING_TAGS", "CACHE_LOCAL", "CACHE_COMPRESS_MIN_BYTES", "CACHE_STATUS_NAME",
+    "UPSTASH_REDIS_REST_URL", "UPSTASH_REDIS_REST_TOKEN", "CACHE_REST_MAX_REPLY_BYTES",
 })
 """Every variable ``CacheSettings.from_env`` reads."""
 
@@ -154,6 +163,23 @@ class CacheSettings:
     """``CACHE_COMPRESS_MIN_BYTES``: stored bodies this large or larger are brotli-encoded
     once and served in the coding each client accepts (``middleware.encoding``); smaller ones
     are stored and served as they are. A value above ``CACHE_MAX_BODY_BYTES`` turns it off."""
+    vary_handled: frozenset[str] = frozenset()
+    """Request headers (lower case) a stored response may ``Vary`` on although the key does not
+    cover them, because the app adds their effect to every response, hits included, after the
+    cache and only in headers a record never keeps (``policy.STORED_HEADERS``): ``origin`` for
+    a CORS hook that computes ``Access-Control-Allow-Origin`` per request. Not read from the
+    environment: the app that installs such a hook sets it."""
+    status_name: str = "response-cache"
+    """``CACHE_STATUS_NAME``: this cache's member of the ``Cache-Status`` list (RFC 9211),
+    sent as a token when it is one, else as a quoted string; printable ASCII only."""
+    rest_url: str | None = None
+    """``UPSTASH_REDIS_REST_URL``: the Upstash REST endpoint (``https://...upstash.io``), used
+    only when ``redis_url`` is unset (``backends.upstash``)."""
+    rest_token: str | None = field(default=None, repr=False)
+    """``UPSTASH_REDIS_REST_TOKEN``: the REST endpoint's bearer token (required with the URL)."""
+    rest_max_reply_bytes: int = 4 * 1024 * 1024
+    """``CACHE_REST_MAX_REPLY_BYTES``: a REST reply body larger than this is refused while it
+    is read; values that could not be read back within it are not stored."""
 
     def __post_init__(self) -> None:
         if self.redis_url and not self.redis_url.startswith(("redis://", "rediss://", "unix://")):
@@ -161,6 +187,22 @@ class CacheSettings:
         if not self.namespace or any(c in self.namespace for c in " :\r\n\t"):
             raise CacheSettingsError(
                 f"CACHE_NAMESPACE must be non-empty without spaces or ':', got {self.namespace!r}")
+        try:
+            serialise_name(self.status_name)
+        except ValueError:
+            raise CacheSettingsError("CACHE_STATUS_NAME must be non-empty printable ASCII, "
+                                     f"got {self.status_name!r}") from None
+        if self.rest_url and not self.rest_url.startswith(("https://", "http://")):
+            raise CacheSettingsError("UPSTASH_REDIS_REST_URL must start with https:// "
+                                     "(or http:// for a local stand-in)")
+        if bool(self.rest_url) != bool(self.rest_token):
+            raise CacheSettingsError("UPSTASH_REDIS_REST_URL and UPSTASH_REDIS_REST_TOKEN must "
+                                     "be set together")
+        if self.rest_url and self.rest_max_reply_bytes < 3 * self.max_body_bytes + 8192:
+            raise CacheSettingsError(
+                f"CACHE_REST_MAX_REPLY_BYTES ({self.rest_max_reply_bytes}) must be at least "
+                f"3 x CACHE_MAX_BODY_BYTES + 8192 ({3 * self.max_body_bytes + 8192}): an "
+                "entry comes back base64-encoded, its bytes above 0x7f doubled")
         if self.tls_ca_certs and not os.path.isfile(self.tls_ca_certs):
             raise CacheSettingsError(f"REDIS_TLS_CA_CERTS is not a file: {self.tls_ca_certs!r}")
 
@@ -194,4 +236,9 @@ class CacheSettings:
             max_pending_tags=_int(env, "CACHE_MAX_PENDING_TAGS", d.max_pending_tags, 1),
             local_tier=_bool(env, "CACHE_LOCAL", d.local_tier),
             compress_min_bytes=_int(env, "CACHE_COMPRESS_MIN_BYTES", d.compress_min_bytes, 0),
+            status_name=env.get("CACHE_STATUS_NAME", "").strip() or d.status_name,
+            rest_url=env.get("UPSTASH_REDIS_REST_URL", "").strip() or None,
+            rest_token=env.get("UPSTASH_REDIS_REST_TOKEN", "").strip() or None,
+            rest_max_reply_bytes=_int(env, "CACHE_REST_MAX_REPLY_BYTES", d.rest_max_reply_bytes,
+                                      4096),
         )

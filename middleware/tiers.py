@@ -12,7 +12,9 @@ Three tiers, one request at a time, in this order:
 2. **Redis** (``backends.redis.RedisBackend`` over ``backends.pipelined``): entries and
    generation counters shared by every worker and instance; one ``MGET`` per lookup. Guarded by
    the circuit breaker (``breaker``); counters survive Redis forgetting them
-   (``backends.incarnation``).
+   (``backends.incarnation``). Or, with no Redis URL but an Upstash REST URL and token, the
+   same commands over HTTP (``backends.upstash``): one request per lookup, and no hot tier,
+   since REST cannot subscribe to the invalidation channel.
 3. **In-process fallback** (``backends.memory.MemoryBackend``, one per worker): serves only while
    the breaker is open, validated by the host's local generations (``coherence``), which every
    write on this host bumps before its response leaves, whether Redis answers or not.
@@ -35,6 +37,7 @@ from collections.abc import Callable
 from middleware.backends.base import CacheBackend, CacheBackendError
 from middleware.backends.memory import MemoryBackend
 from middleware.backends.redis import RedisBackend
+from middleware.backends.upstash import UpstashBackend
 from middleware.breaker import CLOSED, CircuitBreaker
 from middleware.coherence import Coherence
 from middleware.hot import HotTier
@@ -86,6 +89,11 @@ class Tiers:
             self.remote = RedisBackend.from_url(self.settings.redis_url, self.settings)
             self._owns_remote = True
             log.info("Response cache: Redis at %s (memory fallback)", self.redis_url_redacted)
+        elif self.remote is None and self.settings.rest_url and not self._memory_only:
+            self.remote = UpstashBackend.from_settings(self.settings)
+            self._owns_remote = True
+            log.info("Response cache: Upstash REST at %s (memory fallback; no hot tier: REST "
+                     "cannot subscribe to the invalidation channel)", self.redis_url_redacted)
         elif self.remote is None:
             log.info("Response cache: in-process memory backend")
 
@@ -116,7 +124,11 @@ class Tiers:
         """What was configured: ``"redis"`` (with memory fallback) or ``"memory"``."""
         if self.remote is not None:
             return self.remote.name
-        return "redis" if self.settings.redis_url and not self._memory_only else "memory"
+        if self._memory_only:
+            return "memory"
+        if self.settings.redis_url:
+            return "redis"
+        return "upstash" if self.settings.rest_url else "memory"
 
     @property
     def redis_url_redacted(self) -> str | None:

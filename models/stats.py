@@ -1,21 +1,15 @@
-"""Aggregate queries: per-user counts and job statistics, computed by the database.
+"""Aggregate queries: job statistics computed by the database, and the shape of user counts.
 
-Every function here issues a fixed number of queries whatever the number of rows: the counts of
-a page of users are three ``GROUP BY`` queries, never one query per user.
+Every function here issues a fixed number of queries whatever the number of rows.  The counts
+of users come with the users themselves (``models.profiles``).
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable
 from decimal import Decimal
 from typing import Any, TypedDict
 
-from tortoise import connections
-from tortoise.functions import Count, Min
-
-from models.job import Job, JobTag
-from models.post import Post
-from models.user import Follow
+from models.sql import Statement
 
 TOP_LOCATIONS = 10
 TOP_TAGS = 50
@@ -27,29 +21,21 @@ class UserCounts(TypedDict):
     posts_count: int
 
 
-def _zero() -> UserCounts:
-    return {"followers_count": 0, "following_count": 0, "posts_count": 0}
-
-
-async def _grouped(queryset: Any, column: str) -> dict[int, int]:
-    rows = await queryset.group_by(column).annotate(n=Count("id")).values_list(column, "n")
-    return {int(key): int(n) for key, n in rows}
-
-
-async def user_counts(user_ids: Iterable[int]) -> dict[int, UserCounts]:
-    """followers_count, following_count and posts_count of each user, in three queries."""
-    ids = sorted(set(user_ids))
-    counts = {user_id: _zero() for user_id in ids}
-    if not ids:
-        return counts
-    followers = await _grouped(Follow.filter(followee_id__in=ids), "followee_id")
-    following = await _grouped(Follow.filter(follower_id__in=ids), "follower_id")
-    posts = await _grouped(Post.filter(author_id__in=ids), "author_id")
-    for user_id, entry in counts.items():
-        entry["followers_count"] = followers.get(user_id, 0)
-        entry["following_count"] = following.get(user_id, 0)
-        entry["posts_count"] = posts.get(user_id, 0)
-    return counts
+# Standard SQL that SQLite and PostgreSQL both run; a boolean column is 0/1 in SQLite.
+JOB_TOTALS = Statement(
+    "SELECT COUNT(*) AS total,"
+    " COALESCE(SUM(CASE WHEN remote THEN 1 ELSE 0 END), 0) AS remote,"
+    " COUNT(CASE WHEN salary_min IS NOT NULL OR salary_max IS NOT NULL THEN 1 END)"
+    " AS with_salary,"
+    " MIN(salary_min) AS min_salary, MAX(salary_max) AS max_salary,"
+    " AVG(salary_min) AS avg_min, AVG(salary_max) AS avg_max"
+    " FROM jobs")
+# Grouped by the case-folded key; one of the spellings in the group is shown.
+TOP_LOCATION_COUNTS = Statement(
+    "SELECT MIN(location) AS name, COUNT(id) AS n FROM jobs GROUP BY location_key"
+    " ORDER BY n DESC, location_key LIMIT $1")
+TOP_TAG_COUNTS = Statement(
+    "SELECT tag, COUNT(id) AS n FROM job_tags GROUP BY tag ORDER BY n DESC, tag LIMIT $1")
 
 
 def _number(value: Any) -> float | int | None:
@@ -62,28 +48,12 @@ def _number(value: Any) -> float | int | None:
 
 
 async def job_stats() -> dict[str, Any]:
-    """Totals, top locations, tag counts and a salary summary of all jobs: three queries."""
-    conn = connections.get("default")
-    # Standard SQL that SQLite and PostgreSQL both run; a boolean column is 0/1 in SQLite.
-    _, totals = await conn.execute_query(
-        "SELECT COUNT(*) AS total,"
-        " COALESCE(SUM(CASE WHEN remote THEN 1 ELSE 0 END), 0) AS remote,"
-        " COUNT(CASE WHEN salary_min IS NOT NULL OR salary_max IS NOT NULL THEN 1 END)"
-        " AS with_salary,"
-        " MIN(salary_min) AS min_salary, MAX(salary_max) AS max_salary,"
-        " AVG(salary_min) AS avg_min, AVG(salary_max) AS avg_max"
-        f" FROM {Job._meta.db_table}"
-    )
+    """Totals, top locations, tag counts and a salary summary of all jobs: three fixed
+    statements (the ORM's group-by queries cost more to build than to run)."""
+    totals = await JOB_TOTALS.fetch()
     row = dict(totals[0])
-    # Grouped by the case-folded key; one of the spellings in the group is shown.
-    locations = await (
-        Job.all().group_by("location_key").annotate(n=Count("id"), name=Min("location"))
-        .order_by("-n", "location_key").limit(TOP_LOCATIONS).values_list("name", "n")
-    )
-    tags = await (
-        JobTag.all().group_by("tag").annotate(n=Count("id"))
-        .order_by("-n", "tag").limit(TOP_TAGS).values_list("tag", "n")
-    )
+    locations = await TOP_LOCATION_COUNTS.fetch(TOP_LOCATIONS)
+    tags = await TOP_TAG_COUNTS.fetch(TOP_TAGS)
     return {
         "total": int(row["total"]),
         "remote": int(row["remote"]),

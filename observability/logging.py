@@ -15,6 +15,8 @@ import sys
 import time
 from typing import TextIO
 
+from observability.request_id import RequestIdFilter
+
 FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
 SANIC_LOGGERS = ("sanic.root", "sanic.error", "sanic.access", "sanic.server", "sanic.websockets")
 
@@ -34,7 +36,9 @@ def redact(text: str) -> str:
 
 
 class RedactingFormatter(logging.Formatter):
-    """``FORMAT`` with UTC ISO-8601 times (milliseconds) and secrets masked.
+    """``FORMAT`` with UTC ISO-8601 times (milliseconds) and secrets masked; a line written
+    while a request is handled names it: ``... logger: message request_id=<id>`` (the id is
+    set by ``observability.request_id.RequestIdFilter`` on the handler).
 
     A last line of defence: code should not log secrets in the first place (the tests check the
     raw records too), but a driver's exception text can quote a URL.
@@ -49,6 +53,12 @@ class RedactingFormatter(logging.Formatter):
                    datefmt: str | None = None) -> str:
         stamp = time.strftime("%Y-%m-%dT%H:%M:%S", self.converter(record.created))
         return f"{stamp}.{int(record.msecs):03d}Z"
+
+    def formatMessage(self, record: logging.LogRecord) -> str:  # noqa: N802 - logging's API
+        # The id goes after the message and before a traceback (which format() appends).
+        line = super().formatMessage(record)
+        request_id = getattr(record, "request_id", None)
+        return f"{line} request_id={request_id}" if request_id else line
 
     def format(self, record: logging.LogRecord) -> str:
         return redact(super().format(record))
@@ -85,6 +95,8 @@ def configure_logging(level: str | int = "INFO", stream: TextIO | None = None) -
         handler.setStream(stream)
         handler.follow_stderr = False
     handler.setFormatter(RedactingFormatter())
+    if not any(isinstance(f, RequestIdFilter) for f in handler.filters):
+        handler.addFilter(RequestIdFilter())
     root.setLevel(level)
     for name in SANIC_LOGGERS:
         sanic_logger = logging.getLogger(name)

@@ -89,10 +89,13 @@ RULES = [
 
 def build_app(backend: CacheBackend | None, settings: CacheSettings,
               observer: Any = None,
-              state: AppState | None = None) -> tuple[Sanic, AppState, ResponseCache]:
+              state: AppState | None = None,
+              rules: list[CacheRule | InvalidationRule] | None = None,
+              ) -> tuple[Sanic, AppState, ResponseCache]:
     """The app: item routes, a slow route, per-user/public/uncacheable routes, helpers.
 
     ``state``: the "database"; two apps given the same one are two instances of a service.
+    ``rules``: instead of ``RULES`` (every rule must match a route of this app).
     """
     app = Sanic(f"cachetest_{uuid.uuid4().hex[:10]}")
     app.config.AUTO_EXTEND = False  # the library needs no sanic-ext; start-up stays fast
@@ -227,6 +230,7 @@ def build_app(backend: CacheBackend | None, settings: CacheSettings,
         await invalidate_cache(prefix)
         return json({"ok": True})
 
-    cache = install_cache(app, rules=RULES, settings=settings, backend=backend,
+    cache = install_cache(app, rules=RULES if rules is None else rules, settings=settings,
+                          backend=backend,
                           identify=identify, observer=observer)
     return app, state, cache

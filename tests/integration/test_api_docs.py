@@ -2,7 +2,13 @@
 
 from __future__ import annotations
 
+from typing import Any
+
+import jsonschema
+
 from tests.server import Client
+
+FORMATS = jsonschema.Draft202012Validator.FORMAT_CHECKER
 
 OPERATIONS = {
     ("post", "/api/auth/register"), ("post", "/api/auth/login"), ("get", "/api/auth/me"),
@@ -50,3 +56,59 @@ async def test_docs_ui_is_served(client: Client) -> None:
     response = await client.get("/docs", follow_redirects=True)
     assert response.status == 200
     assert "swagger" in response.text.lower()
+
+
+def _validator(spec: dict[str, Any], schema: dict[str, Any]) -> jsonschema.Validator:
+    # The whole description is the root document, so "#/components/schemas/X" resolves.
+    root = {**schema, "components": spec["components"]}
+    return jsonschema.Draft202012Validator(root, format_checker=FORMATS)
+
+
+async def test_main_operations_carry_examples_that_match_their_schemas(client: Client) -> None:
+    spec = (await client.get("/docs/openapi.json")).json
+    checked = 0
+    for method, path in OPERATIONS:
+        operation = spec["paths"][path][method]
+        media = []
+        if "requestBody" in operation:
+            media.append(("request", operation["requestBody"]["content"]["application/json"]))
+        for status, response in operation["responses"].items():
+            if "application/json" in response.get("content", {}):
+                media.append((status, response["content"]["application/json"]))
+        for where, content in media:
+            assert "example" in content, (method, path, where)
+            validator = _validator(spec, content["schema"])
+            errors = [error.message for error in validator.iter_errors(content["example"])]
+            assert not errors, (method, path, where, errors)
+            if where.startswith("4"):
+                assert content["example"]["error"]["status"] == int(where)
+            checked += 1
+    assert checked >= 60
+
+
+async def test_request_examples_are_accepted_by_the_api(client: Client) -> None:
+    """The documented bodies are what the service really takes (and answers)."""
+    spec = (await client.get("/docs/openapi.json")).json
+
+    def example(path: str, method: str, where: str = "request") -> Any:
+        operation = spec["paths"][path][method]
+        if where == "request":
+            return operation["requestBody"]["content"]["application/json"]["example"]
+        return operation["responses"][where]["content"]["application/json"]["example"]
+
+    registered = await client.post("/api/auth/register",
+                                   json=example("/api/auth/register", "post"))
+    assert registered.status == 201, registered.text
+    assert registered.json["user"]["username"] == \
+        example("/api/auth/register", "post", "201")["user"]["username"]
+    login = await client.post("/api/auth/login", json=example("/api/auth/login", "post"))
+    assert login.status == 200, login.text
+    auth = client.bearer(login.json["token"])
+    post = await client.post("/api/posts", json=example("/api/posts", "post"), headers=auth)
+    assert post.status == 201, post.text
+    assert post.json["content"] == example("/api/posts", "post", "201")["content"]
+    job = await client.post("/api/jobs", json=example("/api/jobs", "post"), headers=auth)
+    assert job.status == 201, job.text
+    patched = await client.patch(f"/api/jobs/{job.json['id']}",
+                                 json=example("/api/jobs/{job_id}", "patch"), headers=auth)
+    assert patched.status == 200, patched.text

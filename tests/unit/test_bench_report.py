@@ -75,3 +75,24 @@ def test_two_instances_get_their_own_section_with_the_probe() -> None:
     assert "p50 1.50 ms, p99 2.50 ms, max 2.50 ms" in text
     assert "| 2 instances: stale reads beyond 5 ms (wrk logs, writes on A) | 0 of 60 checked " \
            "reads (40 on B) | 0 | yes |" in text
+
+
+def test_uncached_feed_is_compared_with_the_raw_reference() -> None:
+    """Req/s and server CPU per request of no-cache against raw-asyncpg, same workload."""
+    records = [
+        _record("no-cache", "hits", 600) | {"server_cpu_s": 4.8},  # 1,000 µs per request
+        _record("raw-asyncpg", "hits", 1000) | {"server_cpu_s": 4.0},  # 500 µs per request
+        _record("no-cache", "misses", 700) | {"server_cpu_s": 5.6},
+        _record("raw-asyncpg", "misses", 1000) | {"server_cpu_s": 4.0},
+    ]
+    summaries = summarise(records)
+    targets = {t.name: t for t in check_targets(summaries, None)}
+    rps = targets["Uncached feed: req/s vs the raw asyncpg reference"]
+    assert (rps.measured, rps.required, rps.met) == ("0.60x", ">= 0.60x", True)
+    cpu = targets["Uncached feed: server CPU per request vs the raw reference"]
+    assert (cpu.measured, cpu.required, cpu.met) == ("2.00x", "<= 1.6x", False)
+    text = markdown(summaries=summaries, targets=list(targets.values()), growth={},
+                    profile=None, meta=META)
+    assert "## Uncached feed vs the raw asyncpg reference" in text
+    assert "| hits | 1 | 600 | 1,000 | 0.60x | 1,000 | 500 | 2.00x |" in text
+    assert "| misses | 1 | 700 | 1,000 | 0.70x | 1,000 | 500 | 2.00x |" in text

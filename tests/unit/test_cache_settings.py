@@ -26,7 +26,7 @@ def test_every_variable_is_read() -> None:
         "CACHE_MEMORY_MAX_BYTES": "4096", "CACHE_MAX_BODY_BYTES": "100",
         "CACHE_BREAKER_FAILURES": "2", "CACHE_BREAKER_RESET_SECONDS": "0.5",
         "CACHE_HONOR_CLIENT_NO_CACHE": "yes", "CACHE_STAMPEDE_TIMEOUT": "3",
-        "CACHE_MAX_PENDING_TAGS": "8",
+        "CACHE_MAX_PENDING_TAGS": "8", "CACHE_STATUS_NAME": "edge-1",
     }
     s = CacheSettings.from_env(env)
     assert (s.redis_url, s.connect_timeout, s.socket_timeout) == ("redis://:pw@h:6380/1", 1.0, 1.5)
@@ -34,6 +34,7 @@ def test_every_variable_is_read() -> None:
     assert (s.memory_max_entries, s.memory_max_bytes, s.max_body_bytes) == (50, 4096, 100)
     assert (s.breaker_failures, s.breaker_reset_seconds) == (2, 0.5)
     assert (s.honor_client_no_cache, s.stampede_timeout, s.max_pending_tags) == (True, 3.0, 8)
+    assert s.status_name == "edge-1"
 
 
 def test_private_url_is_the_fallback() -> None:
@@ -52,6 +53,7 @@ def test_private_url_is_the_fallback() -> None:
     {"CACHE_NAMESPACE": "a:b"},
     {"CACHE_BREAKER_FAILURES": "0"},
     {"REDIS_TLS_CA_CERTS": "/no/such/file.pem"},
+    {"CACHE_STATUS_NAME": "caché"},
 ])
 def test_bad_values_raise(env: dict[str, str]) -> None:
     with pytest.raises(CacheSettingsError):

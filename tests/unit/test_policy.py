@@ -110,3 +110,18 @@ def test_repeated_response_header_lines_are_all_read() -> None:
     varying = Header([("vary", "Cookie"), ("vary", "Accept-Language")])
     assert is_storable(200, varying, 10, CAP) is False
     assert is_storable(200, Header([("vary", "Cookie"), ("vary", "Authorization")]), 10, CAP)
+
+
+def test_vary_on_a_header_the_app_handles_per_request_is_storable() -> None:
+    varying = {"vary": "Accept-Language, Origin"}
+    assert is_storable(200, {"vary": "origin"}, 10, CAP) is False
+    assert is_storable(200, {"vary": "origin"}, 10, CAP, vary_handled={"origin"}) is True
+    assert is_storable(200, varying, 10, CAP, vary_handled={"origin"}) is False
+    assert is_storable(200, {"vary": "*"}, 10, CAP, vary_handled={"origin"}) is False
+
+
+def test_cors_headers_are_never_stored() -> None:
+    """They are computed per request: a stored one would reach other origins."""
+    kept = stored_headers([("Access-Control-Allow-Origin", "https://a.example"),
+                           ("Access-Control-Expose-Headers", "etag"), ("Vary", "origin")])
+    assert kept == (("vary", "origin"),)

@@ -98,3 +98,23 @@ def test_the_name_lists_follow_what_from_env_reads() -> None:
     from settings import _log_level
 
     assert read(Settings.from_env) | read(_log_level) == set(SERVICE_ENV_NAMES)
+
+
+@pytest.mark.parametrize("raw, origins", [
+    ("", ()), ("  ", ()), ("*", ("*",)),
+    ("https://app.example.com", ("https://app.example.com",)),
+    (" https://a.example , http://localhost:5173,https://a.example",
+     ("https://a.example", "http://localhost:5173")),
+    ("http://[::1]:8080", ("http://[::1]:8080",)),
+])
+def test_cors_origins(raw: str, origins: tuple[str, ...]) -> None:
+    assert Settings.from_env({"CORS_ORIGINS": raw}).cors_origins == origins
+
+
+@pytest.mark.parametrize("raw", [
+    "https://a.example/", "https://a.example/app", "HTTPS://A.example", "a.example",
+    "*, https://a.example", "ftp://a.example", "https://a.example:123456", "null",
+])
+def test_cors_origins_that_would_never_match_fail_at_start_up(raw: str) -> None:
+    with pytest.raises(SettingsError, match="CORS_ORIGINS"):
+        Settings.from_env({"CORS_ORIGINS": raw})
