@@ -36,11 +36,14 @@ PAGE = feed_page()
 PAGE_JSON = orjson.loads(PAGE)
 SMALL = {"id": 1, "name": "one"}
 
+TTL, SWR, SIE = 30, 10, 100
+
 RULES = [
     CacheRule("/feed", ttl=30, tags=("feed",)),
     CacheRule("/small", ttl=30, tags=("feed",)),
     CacheRule("/gzipped", ttl=30),
     CacheRule("/plain", ttl=30),
+    CacheRule("/feed-stale", ttl=TTL, stale_while_revalidate=SWR, stale_if_error=SIE),
     InvalidationRule("POST", "/feed/touch", clears=("feed",)),
 ]
 
@@ -83,6 +86,16 @@ def build(backend: CacheBackend | None, settings: CacheSettings,
     @app.get("/plain")
     async def plain(request: Request) -> HTTPResponse:
         calls["plain"] += 1
+        return HTTPResponse(PAGE, content_type="application/json")
+
+    app.ctx.fail_next = 0
+
+    @app.get("/feed-stale")
+    async def feed_stale(request: Request) -> HTTPResponse:
+        calls["feed-stale"] += 1
+        if app.ctx.fail_next:
+            app.ctx.fail_next -= 1
+            return json({"error": "database down"}, status=503)
         return HTTPResponse(PAGE, content_type="application/json")
 
     @app.post("/feed/touch")
@@ -316,3 +329,47 @@ async def test_an_entry_of_the_previous_record_format_is_a_miss(
         assert (await client.get("/feed")).headers["x-cache"] == "HIT"  # overwritten
     assert decode(client_redis.get(key)).encoding == "br"
     await backend.close()
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.now = 1_000_000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+@pytest.mark.parametrize(("accept", "coding"), [("gzip, br", "br"), ("gzip", "gzip"),
+                                                ("identity", None)])
+async def test_stale_answers_come_in_the_accepted_coding(
+        settings: CacheSettings, accept: str, coding: str | None) -> None:
+    app, calls = build(MemoryBackend(), settings)
+    clock = Clock()
+    app.ctx.cache.clock = clock
+    ask = {"Accept-Encoding": accept}
+    async with running(app) as client:
+        response, _ = await raw_get(client, "/feed-stale", **ask)
+        etag = response.headers["etag"]
+        # stale-while-revalidate: served at once in the client's coding; the refresh stores.
+        clock.now += TTL + 1
+        response, body = await raw_get(client, "/feed-stale", **ask)
+        assert response.headers["x-cache"] == "STALE" and response.headers["etag"] == etag
+        assert response.headers.get("content-encoding") == coding
+        assert response.headers["content-length"] == str(len(body))
+        assert decoded(response, body) == PAGE_JSON
+        await app.ctx.cache_hooks.refreshes.join()
+        assert calls["feed-stale"] == 2
+        # stale-if-error: the handler fails past the revalidate window; the entry answers.
+        clock.now += TTL + SWR + 5
+        app.ctx.fail_next = 1
+        response, body = await raw_get(client, "/feed-stale", **ask)
+        assert response.status_code == 200 and response.headers["x-cache"] == "STALE"
+        assert response.headers.get("content-encoding") == coding
+        assert response.headers["etag"] == etag
+        assert response.headers["content-length"] == str(len(body))
+        assert decoded(response, body) == PAGE_JSON
+        app.ctx.fail_next = 1
+        response, body = await raw_get(client, "/feed-stale", **ask, **{"If-None-Match": etag})
+        assert response.status_code == 304 and response.headers["etag"] == etag
+        assert "content-encoding" not in response.headers
+    assert calls["feed-stale"] == 4
