@@ -4,6 +4,8 @@
 # Run:   docker run -p 8000:8000 -e DATABASE_URL=postgres://... -e REDIS_URL=rediss://... \
 #          -e SECRET_KEY=... -e WORKERS=2 sanic-cached-api
 # Or the whole stack (app, PostgreSQL, Redis): SECRET_KEY=... docker compose up --build
+# Release step (before starting a new version; an empty database is migrated at start-up):
+#        docker run -e DATABASE_URL=postgres://... sanic-cached-api python -m models.migrate
 # After changing setup.cfg's install_requires, re-lock with the one command: scripts/lock
 #
 # Python 3.11 on Debian 12 (bookworm) slim, pinned to a full patch tag: rebuilds get the same
@@ -35,6 +37,11 @@ RUN pip install --no-cache-dir --no-deps --no-build-isolation /tmp/src \
     && useradd --system --uid 10001 --home-dir /app --shell /usr/sbin/nologin app \
     && mkdir -p /app/data \
     && chown app /app/data
+
+# The connection checker stays where upstash.md runs it from, the working directory:
+# docker run --rm -e REDIS_URL=... <image> python test_redis_connection.py (it is installed
+# too, with checker_rest, so python -m test_redis_connection works anywhere).
+COPY test_redis_connection.py ./
 
 USER 10001
 

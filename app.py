@@ -25,6 +25,7 @@ from handlers.metrics import CacheMetricsObserver, install_metrics
 from handlers.responses import dumps
 from middleware import CacheSettings
 from models.db import describe_database, register_database
+from models.schema import SchemaNotCurrentError
 from models.seed import register_demo_seed
 from observability.logging import configure_logging
 from observability.request_id import install_request_id
@@ -99,7 +100,8 @@ def create_app(settings: Settings | None = None, *, cache_backend: object | None
     install_request_id(app)
     if settings.cors_origins:
         install_cors(app, settings.cors_origins)
-    register_database(app, settings.database_url, retry_seconds=settings.database_retry_seconds)
+    register_database(app, settings.database_url, retry_seconds=settings.database_retry_seconds,
+                      migrate_pending=settings.database_auto_migrate)
     if settings.seed_demo:
         register_demo_seed(app, settings.database_url)
     install_login_guards(app, settings)
@@ -146,7 +148,12 @@ def main() -> None:
     app = loader.load()
     app.prepare(host=settings.host, port=settings.port, workers=settings.workers,
                 debug=settings.debug, access_log=False, backlog=settings.backlog)
-    Sanic.serve(primary=app, app_loader=loader)
+    try:
+        Sanic.serve(primary=app, app_loader=loader)
+    except SchemaNotCurrentError as exc:
+        # One line that names the command, not a traceback through Sanic's start-up.
+        log.critical("Not starting: %s", exc)
+        raise SystemExit(1) from None
 
 
 if __name__ == "__main__":

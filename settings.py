@@ -159,6 +159,9 @@ class Settings:
     database_retry_seconds: float = 3.0
     """``DATABASE_RETRY_SECONDS``: how long a statement waits for a restarting PostgreSQL
     (``models.db_retry``; 0 turns it off)."""
+    database_auto_migrate: bool = False
+    """``DATABASE_AUTO_MIGRATE``: apply pending migrations at start-up (one instance at a
+    time) instead of refusing to start; an empty database is migrated either way."""
     backlog: int = 2048
     """``BACKLOG``: connections the kernel queues before ``accept`` (Sanic's own default, 100,
     drops SYNs under 1,000 concurrent clients, who then retry after 1, 3 and 7 s). Capped by
@@ -227,6 +230,8 @@ class Settings:
             accept_all=_bool(env, "ACCEPT_ALL", cls.accept_all),
             database_retry_seconds=_float(env, "DATABASE_RETRY_SECONDS",
                                           cls.database_retry_seconds),
+            database_auto_migrate=_bool(env, "DATABASE_AUTO_MIGRATE",
+                                        cls.database_auto_migrate),
             proxies_count=_int(env, "PROXIES_COUNT", 0, minimum=0) if proxies else None,
             forwarded_secret=env.get("FORWARDED_SECRET", "").strip() or None,
             metrics_token=env.get("METRICS_TOKEN", "").strip() or None,
@@ -259,7 +264,7 @@ SERVICE_ENV_NAMES = frozenset({
     "BACKLOG", "ACCEPT_ALL", "DATABASE_RETRY_SECONDS", "PROXIES_COUNT", "FORWARDED_SECRET",
     "METRICS_TOKEN",
     "AUTH_MAX_CONCURRENT_HASHES", "AUTH_MAX_WAITING_HASHES", "LOGIN_RATE_PER_CLIENT",
-    "LOGIN_RATE_PER_USERNAME", "CORS_ORIGINS",
+    "LOGIN_RATE_PER_USERNAME", "CORS_ORIGINS", "DATABASE_AUTO_MIGRATE",
 })
 """Every variable ``Settings.from_env`` reads."""
 

@@ -370,4 +370,9 @@ def main(argv: Sequence[str] | None = None, out: TextIO = sys.stdout,
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    # Run as a script (or with -m) this file is ``__main__``, and ``checker_rest`` imports it
+    # again as ``test_redis_connection``: a second copy, whose ``CheckFailed`` this copy's
+    # ``except`` would not catch. Run that copy's ``main``, so there is one of each.
+    from test_redis_connection import main as _main
+
+    sys.exit(_main())

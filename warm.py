@@ -105,10 +105,11 @@ class StartOnce:
             scope["raw_path"] = quote(scope["path"], safe=_PATH_SAFE).encode("ascii")
         await self.start()
         # What reached the sockets while the process was frozen is read first: a Redis
-        # connection the server closed meanwhile (idle timeout) is then known to be closed
-        # and this request connects again, instead of sending its lookup into the closed one
-        # and being served uncached. One pass runs the I/O callbacks, the second what they
-        # scheduled (asyncio reports a lost connection with ``call_soon``).
+        # connection (or the REST client's keep-alive one) the server closed meanwhile (idle
+        # timeout) is then known to be closed and this request connects again, instead of
+        # sending its lookup into the closed one and being served uncached. One pass runs the
+        # I/O callbacks, the second what they scheduled (asyncio reports a lost connection
+        # with ``call_soon``).
         await asyncio.sleep(0)
         await asyncio.sleep(0)
         await self.app(scope, receive, send)

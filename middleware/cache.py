@@ -28,6 +28,7 @@ from middleware.breaker import CLOSED
 from middleware.coherence import Coherence
 from middleware.encoding import Representations, compress as compress_body, with_vary
 from middleware.keys import EPOCH_TAG, SizedMemo, generation_key
+from middleware.leases import HostLeases, Lease
 from middleware.observer import CacheObserver, NullObserver
 from middleware.policy import etag_for
 from middleware.backends.subscriber import Subscriber
@@ -62,8 +63,8 @@ def _gen(value: bytes) -> int:
 class Lookup:
     """The outcome of one lookup, kept on the request until the response hook."""
 
-    __slots__ = ("collapsed", "future", "generations", "hot", "key", "outcome", "record",
-                 "stale", "tier")
+    __slots__ = ("collapsed", "future", "generations", "hot", "key", "lease", "outcome",
+                 "record", "stale", "tier")
 
     def __init__(self, key: str, tier: CacheBackend, generations: tuple[int, ...]) -> None:
         self.key = key
@@ -78,6 +79,8 @@ class Lookup:
         """On a miss: a current entry past its TTL, to serve if the handler fails."""
         self.collapsed = False
         """A hit answered by a concurrent miss's record (single flight)."""
+        self.lease: Lease | None = None
+        """The host-wide lease a leading miss holds (``middleware.leases``)."""
 
 
 class ResponseCache:
@@ -103,9 +106,13 @@ class ResponseCache:
         self.tiers = Tiers(settings, backend, observer=self.observer, report=self._report,
                            coherence=coherence, monotonic=monotonic)
         self.flights = SingleFlight()
+        self.leases: HostLeases | None = None
+        """Single flight across this host's workers (``middleware.leases``), attached by the
+        Sanic hooks when the server shares memory between its processes."""
         self.hot: HotTier | None = None
         """The hot tier (L1), opened with Redis when ``settings.local_tier`` (see ``hot``)."""
-        self._subscriber: Subscriber | None = None
+        self._subscriber: Any = None
+        """The invalidation channel (``Subscriber``, or the backend's own)."""
         self._gen_keys = SizedMemo()
         self._decoded = DecodedRecords(settings.memory_max_bytes // 16)
         self.representations = Representations(settings.memory_max_bytes // 16)
@@ -126,7 +133,9 @@ class ResponseCache:
             self.hot = hot = HotTier(settings.memory_max_entries, settings.memory_max_bytes,
                                      clock=self.clock)
             self.tiers.hot = hot
-            self._subscriber = Subscriber(
+            # A backend may bring its own channel (a cluster: one connection per master).
+            channel_class = getattr(remote, "subscriber", Subscriber)
+            self._subscriber = channel_class(
                 url, channel, on_message=hot.on_message, on_health=hot.on_health,
                 connect_timeout=settings.connect_timeout, timeout=settings.socket_timeout,
                 ssl_context=getattr(remote, "ssl_context", None))
@@ -156,6 +165,7 @@ class ResponseCache:
             "memory_bytes": memory.size_bytes if isinstance(memory, MemoryBackend) else None,
             "pending_invalidations": self.tiers.coherence.outstanding,
             "coalesced": self.flights.coalesced,
+            "coalesced_across_workers": 0 if self.leases is None else self.leases.waited,
             "decode_errors": self.decode_errors,
             "stale": self.stale, "stale_on_error": self.stale_on_error,
             "refreshes": self.refreshes, "refresh_failures": self.refresh_failures,
@@ -219,12 +229,12 @@ class ResponseCache:
                                         hot_record.generations), hot_record,
                                  route, count)
         tier = await self.tiers.select()
+        state = None
         if not tier.shared:
             raw = (await tier.get_many((key,)))[0]
             found = Lookup(key, tier, coherence.generations(tags))
             record = None if raw is None else self._decode_local(key, raw)
         else:
-            state = None
             if hot is not None and hot_ttl is not None and hot.healthy:
                 slots = coherence.slots(tags)
                 counters = coherence.counters
@@ -255,9 +265,43 @@ class ResponseCache:
                 lead = False
             if lead:
                 found.future = self.flights.lead(flight_key, generations)
+                if self.leases is not None and tier.shared:
+                    shared = await self._lead_on_host(found, flight_key, tags, state)
+                    if shared.record is not None:
+                        return self._hit(shared, shared.record, route, count)
+                    found = shared
         if count:
             self.misses += 1
             self.observer.on_lookup(route, MISS)
+        return found
+
+    async def _lead_on_host(self, found: Lookup, flight_key: str, tags: Sequence[str],
+                            state: HotState | None) -> Lookup:
+        """A leading miss in this process: wait out another worker's lease on the key and read
+        again (its entry is then a hit, ``record`` set), or take the lease (``middleware
+        .leases``). The in-process flight ``found.future`` moves to the lookup returned."""
+        leases = self.leases
+        assert leases is not None
+        timeout = self.settings.stampede_timeout
+        held = leases.held_elsewhere(flight_key)
+        if held is not None:
+            try:
+                await leases.wait(held, timeout)
+                again, raw = await self._read_shared(found.tier, found.key, tags, state)
+            except BaseException:
+                self.release(found, None)
+                raise
+            again.future, found.future = found.future, None
+            again.stale = found.stale
+            record = None if raw is None else self._decode(raw)
+            if record is not None and record.generations == again.generations:
+                again.collapsed = True
+                self._keep_hot(again, record)
+                self.release(again, record)  # this process's waiters take it too
+                again.record = record
+                return again
+            found = again
+        found.lease = leases.claim(flight_key, timeout)
         return found
 
     async def _read_shared(self, tier: CacheBackend, key: str, tags: Sequence[str],
@@ -361,6 +405,9 @@ class ResponseCache:
         if found.future is not None:
             self.flights.release(f"{found.tier.name}|{found.key}", found.future, record)
             found.future = None
+        if found.lease is not None and self.leases is not None:
+            self.leases.release(found.lease)
+            found.lease = None
 
     # -- invalidation -------------------------------------------------------------------
 

@@ -32,6 +32,7 @@ from middleware.backends.base import CacheBackend, CacheBackendError
 from middleware.cache import HIT, STALE, Lookup, ResponseCache
 from middleware.coherence import Coherence
 from middleware.encoding import IDENTITY, etag_for_coding, negotiate
+from middleware.leases import HostLeases
 from middleware.keys import EPOCH_TAG, TagTooLong, canonical_query, response_key
 from middleware.observer import CacheObserver
 from middleware.record import Record
@@ -52,6 +53,7 @@ log = logging.getLogger(__name__)
 
 Identify = Callable[[Request], Any]
 _SHARED_CTX_NAME = "response_cache_coherence"
+_SHARED_LEASES_NAME = "response_cache_leases"
 
 
 class _State:
@@ -323,11 +325,15 @@ def install_cache(app: Sanic[Any, Any],
 
     async def create_shared_state(app: Sanic[Any, Any]) -> None:
         setattr(app.shared_ctx, _SHARED_CTX_NAME, Coherence.create_shared())
+        setattr(app.shared_ctx, _SHARED_LEASES_NAME, HostLeases.create_shared())
 
     async def open_cache(app: Sanic[Any, Any]) -> None:
         parts = getattr(app.shared_ctx, _SHARED_CTX_NAME, None)
         if parts is not None:
             cache.tiers.coherence = Coherence.attach(parts, max_pending=settings.max_pending_tags)
+        leases = getattr(app.shared_ctx, _SHARED_LEASES_NAME, None)
+        if leases is not None:
+            cache.leases = HostLeases.attach(leases)
         hooks.bind(app.router.routes)
         await cache.open()
 

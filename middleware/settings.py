@@ -6,6 +6,8 @@ Every variable the cache reads (all optional):
 ``REDIS_URL``                   ``redis://``, ``rediss://`` (TLS) or ``unix://``; selects
                                 Redis with the in-process cache as fallback. Unset: memory.
 ``REDIS_PRIVATE_URL``           Used when ``REDIS_URL`` is unset (Railway's private URL).
+``REDIS_CLUSTER``               ``true``: ``REDIS_URL`` names any node of a Redis Cluster
+                                (``backends.cluster``; default false).
 ``REDIS_CONNECT_TIMEOUT``       TCP connect timeout in seconds (default 2).
 ``REDIS_SOCKET_TIMEOUT``        Seconds a command waits for its reply (default 2).
 ``REDIS_TLS_CA_CERTS``          CA bundle for ``rediss://`` (default: system store).
@@ -49,6 +51,7 @@ __all__ = ["ENV_NAMES", "REMOVED_ENV_NAMES", "CacheSettings", "CacheSettingsErro
 
 ENV_NAMES = frozenset({
     "REDIS_URL", "REDIS_PRIVATE_URL", "REDIS_CONNECT_TIMEOUT", "REDIS_SOCKET_TIMEOUT",
+    "REDIS_CLUSTER",
     "REDIS_TLS_CA_CERTS", "REDIS_TLS_INSECURE", "CACHE_NAMESPACE", "CACHE_MEMORY_MAX_ENTRIES",
     "CACHE_MEMORY_MAX_BYTES", "CACHE_MAX_BODY_BYTES", "CACHE_BREAKER_FAILURES",
     "CACHE_BREAKER_RESET_SECONDS", "CACHE_HONOR_CLIENT_NO_CACHE", "CACHE_STAMPEDE_TIMEOUT",
@@ -130,6 +133,9 @@ class CacheSettings:
 
     redis_url: str | None = None
     """``REDIS_URL`` (else ``REDIS_PRIVATE_URL``); ``None`` means the in-process cache only."""
+    redis_cluster: bool = False
+    """``REDIS_CLUSTER``: the URL names a node of a Redis Cluster; every key of the namespace
+    lives in one hash slot (``middleware.backends.cluster``)."""
     connect_timeout: float = 2.0
     """``REDIS_CONNECT_TIMEOUT``: seconds to open a TCP (and TLS) connection."""
     socket_timeout: float = 2.0
@@ -184,6 +190,9 @@ class CacheSettings:
     def __post_init__(self) -> None:
         if self.redis_url and not self.redis_url.startswith(("redis://", "rediss://", "unix://")):
             raise CacheSettingsError("REDIS_URL must start with redis://, rediss:// or unix://")
+        if self.redis_cluster and (self.redis_url or "").startswith("unix://"):
+            raise CacheSettingsError("REDIS_CLUSTER needs a redis:// or rediss:// REDIS_URL "
+                                     "naming a node of the cluster, not a unix:// socket")
         if not self.namespace or any(c in self.namespace for c in " :\r\n\t"):
             raise CacheSettingsError(
                 f"CACHE_NAMESPACE must be non-empty without spaces or ':', got {self.namespace!r}")
@@ -219,6 +228,7 @@ class CacheSettings:
         d = cls
         return cls(
             redis_url=url,
+            redis_cluster=_bool(env, "REDIS_CLUSTER", d.redis_cluster),
             connect_timeout=_float(env, "REDIS_CONNECT_TIMEOUT", d.connect_timeout, 0.001),
             socket_timeout=_float(env, "REDIS_SOCKET_TIMEOUT", d.socket_timeout, 0.001),
             tls_ca_certs=env.get("REDIS_TLS_CA_CERTS", "").strip() or None,

@@ -9,7 +9,8 @@ Three tiers, one request at a time, in this order:
    bumped counters on ``<ns>:inv`` (``backends.incarnation``), which each worker's subscriber
    connection (``backends.subscriber``) applies as it arrives. Not trusted (skipped, and
    flushed afterwards) while that channel is not known to be healthy.
-2. **Redis** (``backends.redis.RedisBackend`` over ``backends.pipelined``): entries and
+2. **Redis** (``backends.redis.RedisBackend`` over ``backends.pipelined``, or
+   ``backends.cluster.ClusterBackend`` with ``REDIS_CLUSTER``): entries and
    generation counters shared by every worker and instance; one ``MGET`` per lookup. Guarded by
    the circuit breaker (``breaker``); counters survive Redis forgetting them
    (``backends.incarnation``). Or, with no Redis URL but an Upstash REST URL and token, the
@@ -35,6 +36,7 @@ import time
 from collections.abc import Callable
 
 from middleware.backends.base import CacheBackend, CacheBackendError
+from middleware.backends.cluster import ClusterBackend
 from middleware.backends.memory import MemoryBackend
 from middleware.backends.redis import RedisBackend
 from middleware.backends.upstash import UpstashBackend
@@ -86,9 +88,12 @@ class Tiers:
     async def open(self) -> None:
         """Create the Redis backend from the settings when none was given."""
         if self.remote is None and self.settings.redis_url and not self._memory_only:
-            self.remote = RedisBackend.from_url(self.settings.redis_url, self.settings)
+            cluster = self.settings.redis_cluster
+            factory = ClusterBackend if cluster else RedisBackend
+            self.remote = factory.from_url(self.settings.redis_url, self.settings)
             self._owns_remote = True
-            log.info("Response cache: Redis at %s (memory fallback)", self.redis_url_redacted)
+            log.info("Response cache: Redis%s at %s (memory fallback)",
+                     " Cluster" if cluster else "", self.redis_url_redacted)
         elif self.remote is None and self.settings.rest_url and not self._memory_only:
             self.remote = UpstashBackend.from_settings(self.settings)
             self._owns_remote = True

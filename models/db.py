@@ -1,4 +1,4 @@
-"""Database lifecycle: Tortoise configuration, schema creation and the Sanic listeners."""
+"""Database lifecycle: Tortoise configuration, the schema check and the Sanic listeners."""
 
 from __future__ import annotations
 
@@ -11,12 +11,16 @@ from tortoise.backends.base.executor import EXECUTOR_CACHE
 
 from models.db_retry import retry_when_unavailable
 from models.pg_url import tortoise_connection
+from models.schema import SchemaStatus, prepare_schema
 
 log = logging.getLogger(__name__)
 
 MODEL_MODULES = ["models.user", "models.post", "models.job"]
-# Any constant works: it only has to be the same in every worker racing to create the schema.
-_SCHEMA_LOCK_ID = 7_461_230_911
+APPS: dict[str, dict[str, Any]] = {
+    "models": {"models": MODEL_MODULES, "default_connection": "default",
+               # tortoise makemigrations writes here; python -m models.migrate applies them
+               "migrations": "models.migrations"},
+}
 
 
 def tortoise_config(database_url: str) -> dict[str, Any]:
@@ -26,7 +30,7 @@ def tortoise_config(database_url: str) -> dict[str, Any]:
         connection = tortoise_connection(database_url)
     return {
         "connections": {"default": connection},
-        "apps": {"models": {"models": MODEL_MODULES, "default_connection": "default"}},
+        "apps": {label: dict(app) for label, app in APPS.items()},  # Tortoise may amend it
         "use_tz": True,
         "timezone": "UTC",
     }
@@ -52,30 +56,41 @@ async def init_database(database_url: str) -> None:
     await Tortoise.init(config=tortoise_config(database_url), _enable_global_fallback=True)
 
 
-async def create_schema() -> None:
-    """Create missing tables and indexes; safe to run from several workers at once."""
-    conn = connections.get("default")
-    if conn.capabilities.dialect == "postgres":
-        async with conn._in_transaction() as tx:  # noqa: SLF001 - advisory lock needs one session
-            await tx.execute_query("SELECT pg_advisory_xact_lock($1)", [_SCHEMA_LOCK_ID])
-            await Tortoise.generate_schemas(safe=True)
-    else:
-        await Tortoise.generate_schemas(safe=True)
+async def ensure_schema(*, migrate_pending: bool = False) -> SchemaStatus:
+    """Bring an empty database to the latest migration; refuse one that is behind unless
+    ``migrate_pending`` (``models.schema.prepare_schema``); safe from several processes."""
+    return await prepare_schema(connections.get("default"), APPS, migrate_pending=migrate_pending)
 
 
-def register_database(app: Sanic, database_url: str, *, retry_seconds: float = 0.0) -> None:
+def register_database(app: Sanic, database_url: str, *, retry_seconds: float = 0.0,
+                      migrate_pending: bool = False) -> None:
     """Open the ORM in each worker before it serves, close it after it stops; statements wait
-    up to ``retry_seconds`` for a PostgreSQL that is restarting (``models.db_retry``)."""
+    up to ``retry_seconds`` for a PostgreSQL that is restarting (``models.db_retry``).
+
+    The schema is checked first in the main process, once however many workers follow (an
+    empty database is migrated there, a database that is behind stops the service with one
+    message), then again by each worker before it serves (``ensure_schema``).
+    """
+
+    async def check_schema(app: Sanic) -> None:
+        await init_database(database_url)
+        try:
+            await ensure_schema(migrate_pending=migrate_pending)
+        finally:
+            await Tortoise.close_connections()
 
     async def open_database(app: Sanic) -> None:
         await init_database(database_url)
         retry_when_unavailable(connections.get("default"), retry_seconds)
-        await create_schema()
+        await ensure_schema(migrate_pending=migrate_pending)
         log.info("Database connected: %s", describe_database(database_url))
 
     async def close_database(app: Sanic) -> None:
         await Tortoise.close_connections()
 
+    # Registered before the demo seed (create_app's order), which needs the tables: Sanic runs
+    # main_process_start listeners in that order (it has no priorities for them).
+    app.register_listener(check_schema, "main_process_start")
     # Opened first and closed last, so other listeners (the cache, seeding) can use it.
     app.register_listener(open_database, "before_server_start", priority=1000)
     app.register_listener(close_database, "after_server_stop", priority=-1000)

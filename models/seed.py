@@ -3,8 +3,8 @@
     python -m models.seed --users 10000 --posts 100000 --jobs 2000 --follows 50000 \\
         [--database-url postgres://postgres@127.0.0.1:5432/bench] [--random-seed 42]
 
-The database defaults to ``DATABASE_URL`` (else the embedded SQLite file); the schema is created
-when missing and rows are appended after the existing ones.  Every seeded user is
+The database defaults to ``DATABASE_URL`` (else the embedded SQLite file); an empty database is
+migrated first and rows are appended after the existing ones.  Every seeded user is
 ``user<id>`` (email ``user<id>@example.com``) with the password ``password123``: one argon2
 hash is computed once and shared, so seeding costs one hash, not one per user.
 
@@ -31,7 +31,7 @@ from sanic import Sanic
 from tortoise import BaseDBAsyncClient, Tortoise, connections
 from tortoise.transactions import in_transaction
 
-from models.db import create_schema, init_database
+from models.db import ensure_schema, init_database
 from models.seed_data import COLUMNS, FirstIds, Generator, Row
 from models.user import User
 from settings import DEFAULT_DATABASE_URL, Settings, normalise_database_url
@@ -147,7 +147,7 @@ async def seed_database(database_url: str, counts: SeedCounts, *,
     """Open ``database_url``, create the schema if needed, seed it and close it again."""
     await init_database(database_url)
     try:
-        await create_schema()
+        await ensure_schema()
         return await seed(counts, random_seed=random_seed)
     finally:
         await Tortoise.close_connections()
@@ -157,7 +157,7 @@ async def seed_demo_if_empty(database_url: str) -> bool:
     """Load :data:`DEMO` when the database has no users yet; True when it did."""
     await init_database(database_url)
     try:
-        await create_schema()
+        await ensure_schema()
         if await User.exists():
             log.info("Demo data not loaded: the database already has users")
             return False

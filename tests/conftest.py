@@ -45,8 +45,11 @@ async def _truncate_postgres(url: str) -> None:
 
     conn = await asyncpg.connect(url.replace("postgres://", "postgresql://", 1))
     try:
+        # The migration history stays: without it the tables would read as made by
+        # generate_schemas, and start-up would refuse them.
         tables = await conn.fetch(
-            "SELECT tablename FROM pg_tables WHERE schemaname = 'public'")
+            "SELECT tablename FROM pg_tables WHERE schemaname = 'public'"
+            " AND tablename <> 'tortoise_migrations'")
         if tables:
             names = ", ".join(f'"{row["tablename"]}"' for row in tables)
             await conn.execute(f"TRUNCATE {names} RESTART IDENTITY CASCADE")

@@ -127,11 +127,24 @@ def test_the_app_is_built_from_the_dockerfile_and_waits_for_healthy_services() -
     app = doc["services"]["app"]
     assert app["build"] in (".", {"context": "."})
     depends_on = app["depends_on"]
-    assert set(depends_on) == {service_by_image(doc, "postgres"), service_by_image(doc, "redis")}
+    assert set(depends_on) == {service_by_image(doc, "postgres"), service_by_image(doc, "redis"),
+                               "migrate"}
+    assert depends_on.pop("migrate") == {"condition": "service_completed_successfully"}
     for name, condition in depends_on.items():
         assert condition["condition"] == "service_healthy", name
         healthcheck = doc["services"][name]["healthcheck"]
         assert healthcheck["test"][0] in {"CMD", "CMD-SHELL"} and not healthcheck.get("disable")
+
+
+def test_the_release_step_migrates_the_apps_database_before_the_app_starts() -> None:
+    doc = resolved()
+    migrate, app = doc["services"]["migrate"], doc["services"]["app"]
+    assert (migrate["build"], migrate["image"]) == (app["build"], app["image"])
+    assert migrate["command"] == ["python", "-m", "models.migrate"]
+    assert migrate["environment"]["DATABASE_URL"] == app["environment"]["DATABASE_URL"]
+    assert migrate["depends_on"] == {service_by_image(doc, "postgres"): {
+        "condition": "service_healthy"}}
+    assert migrate.get("restart", "no") == "no"  # a one-shot: `up` waits for it to exit 0
 
 
 @pytest.mark.parametrize("env", [{}, {"POSTGRES_PASSWORD": "s3cret-override"}])

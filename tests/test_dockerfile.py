@@ -9,6 +9,7 @@ documented start command, and its HEALTHCHECK command is executed against a runn
 
 from __future__ import annotations
 
+import ast
 import asyncio
 import configparser
 import fnmatch
@@ -344,9 +345,59 @@ def test_dockerignore_keeps_local_state_out_and_the_build_inputs_in() -> None:
     assert {".git", ".venv", "data", ".env", "**/__pycache__"} <= set(patterns)
     assert _ignored(".venv-lock/bin/uv", patterns)
     inputs = ["requirements.lock", "setup.cfg", "pyproject.toml", "README.md", "app.py",
-              "settings.py", "cache_rules.py", "handlers/__init__.py",
+              "settings.py", "cache_rules.py", *CHECKER, "handlers/__init__.py",
               "middleware/__init__.py", "models/__init__.py", "observability/__init__.py"]
     assert [p for p in inputs if _ignored(p, patterns)] == []
+
+
+# --- what the installed project holds -----------------------------------------------------------
+
+CHECKER = ("test_redis_connection.py", "checker_rest.py")
+"""The connection checker (``checker_rest`` for REST URLs), which upstash.md runs in the image:
+``docker run ... <image> python test_redis_connection.py``."""
+
+
+def _setup_list(section: str, key: str) -> set[str]:
+    config = configparser.ConfigParser()
+    config.read(ROOT / "setup.cfg")
+    return {item.strip() for item in config[section][key].replace("\n", ",").split(",")
+            if item.strip()}
+
+
+def _local_imports(path: Path) -> set[str]:
+    """The repository's own top-level modules and packages ``path`` imports (anywhere in it:
+    the checker imports ``checker_rest`` inside a function)."""
+    packages = {p.parent.name for p in ROOT.glob("*/__init__.py")}
+    local = {p.stem for p in ROOT.glob("*.py")} | packages
+    names = set()
+    for node in ast.walk(ast.parse(path.read_text())):
+        if isinstance(node, ast.Import):
+            names |= {alias.name.split(".")[0] for alias in node.names}
+        elif isinstance(node, ast.ImportFrom) and node.level == 0 and node.module:
+            names.add(node.module.split(".")[0])
+    return names & local
+
+
+def test_the_installed_project_holds_every_local_module_its_modules_import() -> None:
+    """The image keeps no sources (``rm -rf /tmp/src``): a top-level module that an installed
+    module imports but setup.cfg does not install fails only in the image, at run time."""
+    modules = _setup_list("options", "py_modules")
+    packages = {p.removesuffix("*") for p in _setup_list("options.packages.find", "include")}
+    assert {Path(name).stem for name in CHECKER} <= modules  # python -m test_redis_connection
+    files = [ROOT / f"{m}.py" for m in modules]
+    files += [f for package in packages for f in (ROOT / package).rglob("*.py")]
+    missing = {(f.relative_to(ROOT).as_posix(), name) for f in files
+               for name in _local_imports(f) if name not in modules | packages}
+    assert missing == set()
+
+
+def test_the_connection_checker_stays_in_the_working_directory() -> None:
+    """``docker run ... python test_redis_connection.py`` runs in WORKDIR, not site-packages."""
+    (workdir,) = find("WORKDIR")
+    copies = [args.split() for kw, args in instructions() if kw == "COPY"]
+    kept = [c for c in copies if c[-1] in ("./", ".", workdir, workdir + "/")
+            and "test_redis_connection.py" in c[:-1]]
+    assert kept, copies
 
 
 async def test_healthcheck_command_succeeds_only_against_a_live_service(tmp_path: Path) -> None:

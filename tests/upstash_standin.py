@@ -13,8 +13,11 @@ protocol, as Upstash documents it, over asyncio streams (HTTP/1.1, keep-alive):
 Commands reach Redis through one pipelined connection, replies exactly as Redis sent them
 (error replies keep their code: ``NOSCRIPT ...``). ``requests`` counts HTTP requests by path,
 ``commands`` the Redis commands by name. ``fault`` makes it misbehave: ``"hang"`` (read the
-request, never answer), ``"503"``, ``"oversize"`` (a 200 reply of ``oversize_bytes`` with a
-Content-Length) and ``"oversize-chunked"`` (the same, chunked, no length announced).
+request, never answer), ``"drop"`` (read the request, close the connection), ``"503"``,
+``"oversize"`` (a 200 reply of ``oversize_bytes`` with a Content-Length) and
+``"oversize-chunked"`` (the same, chunked, no length announced).
+``close_idle_connections`` closes the keep-alive connections waiting for a request, as a
+server's (or a load balancer's) idle timeout does.
 
 Also runnable on its own (the bench): ``python -m tests.upstash_standin --redis-url URL
 --token T --port P --lifetime SECONDS``; it prints ``READY <url>`` and stops after the lifetime.
@@ -71,11 +74,15 @@ class UpstashStandin:
         self.connections = 0
         """TCP connections accepted (keep-alive: one carries many requests)."""
         self.url = ""
+        self.loop: asyncio.AbstractEventLoop | None = None
+        """The loop it serves on (``close_idle_connections_threadsafe`` calls into it)."""
         self._server: asyncio.Server | None = None
         self._tasks: set[asyncio.Task[None]] = set()
+        self._idle: set[asyncio.StreamWriter] = set()
 
     async def start(self, port: int = 0, ssl_context: ssl.SSLContext | None = None) -> str:
         """Listen on loopback (HTTPS with ``ssl_context``); returns the URL."""
+        self.loop = asyncio.get_running_loop()
         self._server = await asyncio.start_server(self._serve, "127.0.0.1", port,
                                                   ssl=ssl_context)
         scheme = "https" if ssl_context is not None else "http"
@@ -95,6 +102,23 @@ class UpstashStandin:
     def total_requests(self) -> int:
         return sum(self.requests.values())
 
+    def close_idle_connections(self) -> int:
+        """Close (FIN, as a keep-alive timeout does) every connection waiting for its next
+        request; how many. Call it on the stand-in's loop."""
+        idle, self._idle = list(self._idle), set()
+        for writer in idle:
+            writer.close()
+        return len(idle)
+
+    def close_idle_connections_threadsafe(self) -> int:
+        """``close_idle_connections`` from another thread (``standin_in_thread``)."""
+        assert self.loop is not None
+
+        async def close() -> int:
+            return self.close_idle_connections()
+
+        return asyncio.run_coroutine_threadsafe(close(), self.loop).result(10)
+
     async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         self.connections += 1
         task = asyncio.current_task()
@@ -112,8 +136,12 @@ class UpstashStandin:
             writer.transport.abort()
 
     async def _one(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> bool:
-        first = await reader.read(1)
-        if not first:
+        self._idle.add(writer)
+        try:
+            first = await reader.read(1)
+        finally:
+            self._idle.discard(writer)
+        if not first or writer.is_closing():
             return False
         if first == b"\x16":  # a TLS ClientHello on this plain port: answer as HTTP servers do
             writer.write(b"HTTP/1.1 400 Bad Request\r\nConnection: close\r\n\r\n")
@@ -130,6 +158,8 @@ class UpstashStandin:
         self.requests[path] += 1
         if self.fault == "hang":
             await asyncio.Event().wait()  # until stop() cancels it
+        if self.fault == "drop":
+            return False  # the connection closes, the request unanswered
         if self.fault == "503":
             await self._send(writer, 503, b"upstream unavailable", "text/plain")
             return True

@@ -18,8 +18,10 @@ CPU per request (0.6-1.5 ms against 0.07-0.13 ms on the development machine).
 Every wait is bounded: connecting (and waiting for a pooled connection) by ``connect_timeout``,
 each read by ``read_timeout``, and the whole exchange by their sum, so a server that trickles
 bytes cannot hold a request longer. A reply body larger than ``max_reply_bytes`` is refused
-while it is read (the connection is dropped, the rest never read). There are no retries: the
-circuit breaker above decides when to try again. The session is opened on first use, on the
+while it is read (the connection is dropped, the rest never read). One retry only: a request
+whose connection closed before any answer (a keep-alive connection the server closed) is sent
+once more on a new connection, with a deadline of its own; anything else is left to the circuit
+breaker above, which decides when to try again. The session is opened on first use, on the
 running loop, and again if a later call runs on another loop (a serverless handler that starts
 a loop per invocation).
 """
@@ -145,12 +147,19 @@ class RestClient:
         return [_one(reply) for reply in replies]
 
     async def _post(self, path: str, body: bytes) -> Any:
-        self.requests += 1
         try:
-            async with self._current().post(self.url + path, data=body,
-                                            allow_redirects=False) as response:
-                status = response.status
-                data = await self._read(response)
+            try:
+                status, data = await self._exchange(path, body)
+            except (aiohttp.ServerDisconnectedError, aiohttp.ClientOSError) as exc:
+                if isinstance(exc, aiohttp.ClientConnectorError):
+                    raise  # could not connect: nothing to retry on a new connection
+                # The connection closed before an answer: most often a keep-alive connection
+                # the server (an idle timeout) closed while this request was on its way, or
+                # while the process was frozen. aiohttp retries that only for idempotent
+                # HTTP methods, never a POST (RFC 9112 section 9.3.1); the cache's commands
+                # are safe to repeat (reads, SET, the scripts: a generation bumped twice is
+                # one more invalidation), so once, on a new connection.
+                status, data = await self._exchange(path, body)
         except asyncio.TimeoutError as exc:  # aiohttp's connect, read and total timeouts
             raise RestUnavailable(f"no complete answer within the timeouts "
                                   f"({exc or type(exc).__name__})") from exc
@@ -168,6 +177,12 @@ class RestClient:
                                   and "error" in reply):
             raise RestProtocolError(f"HTTP {status}: {_text(data)}")
         return reply
+
+    async def _exchange(self, path: str, body: bytes) -> tuple[int, bytes]:
+        self.requests += 1
+        async with self._current().post(self.url + path, data=body,
+                                        allow_redirects=False) as response:
+            return response.status, await self._read(response)
 
     async def _read(self, response: aiohttp.ClientResponse) -> bytes:
         limit = self.max_reply_bytes

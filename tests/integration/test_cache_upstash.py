@@ -324,3 +324,37 @@ async def test_an_error_reply_is_an_answer_not_an_outage(standin: UpstashStandin
         assert caught.value.transient is False
     finally:
         await backend.close()
+
+
+async def test_a_keep_alive_connection_the_server_closed_is_retried_once(
+        standin: UpstashStandin) -> None:
+    # The race every keep-alive client meets: the server's idle timeout closes the
+    # connection while the next request is already on its way. The stand-in shares this
+    # loop, so the client writes its request before it can see the FIN. aiohttp retries
+    # that only for idempotent HTTP methods, never a POST; the client retries it once.
+    backend = UpstashBackend.from_settings(
+        settings_for_test(rest_url=standin.url, rest_token=TOKEN))
+    try:
+        await backend.set("idle:k", b"v", 30)
+        for round_ in range(3):
+            assert standin.close_idle_connections() == 1
+            assert await backend.get_many(["idle:k"]) == [b"v"]
+            assert standin.connections == 2 + round_
+    finally:
+        await backend.close()
+
+
+async def test_a_server_that_drops_every_request_is_tried_twice_then_an_outage(
+        standin: UpstashStandin) -> None:
+    backend = UpstashBackend.from_settings(
+        settings_for_test(rest_url=standin.url, rest_token=TOKEN))
+    try:
+        await backend.ping()
+        standin.fault = "drop"
+        sent = standin.total_requests
+        with pytest.raises(CacheBackendError) as caught:
+            await backend.get_many(["idle:k"])
+        assert caught.value.transient is True
+        assert standin.total_requests - sent == 2
+    finally:
+        await backend.close()

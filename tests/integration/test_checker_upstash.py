@@ -5,7 +5,10 @@ listening, a server that hangs, TLS with an unknown CA, TLS on a plain port)."""
 from __future__ import annotations
 
 import io
+import os
 import ssl
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -21,6 +24,7 @@ __all__ = ["tls_files"]
 pytestmark = pytest.mark.redis
 
 TOKEN = "checker-rest-token-77b2"
+ROOT = Path(checker.__file__).resolve().parent
 
 
 def run(*argv: str) -> tuple[int, str, str]:
@@ -114,3 +118,19 @@ def test_a_url_without_a_token_is_a_setting_error(monkeypatch: pytest.MonkeyPatc
     code, _, err = run()
     assert code == checker.EXIT_CONFIG
     assert "UPSTASH_REDIS_REST_TOKEN" in err
+
+
+@pytest.mark.parametrize("command", [["test_redis_connection.py"], ["-m", "test_redis_connection"]],
+                         ids=["script", "module"])
+def test_the_command_line_names_a_rest_failure_and_sets_the_exit_status(
+        command: list[str]) -> None:
+    # Run as a script the checker is ``__main__``, and checker_rest imports it again as
+    # ``test_redis_connection``: its failures must still be caught and named, not a traceback.
+    env = {k: v for k, v in os.environ.items()
+           if not k.startswith(("REDIS_", "UPSTASH_", "CACHE_"))}
+    refused = subprocess.run([sys.executable, *command, "--rest-url",
+                              f"http://127.0.0.1:{free_port()}", "--rest-token", "t"],
+                             cwd=ROOT, env=env, capture_output=True, text=True, timeout=60)
+    assert refused.returncode == checker.EXIT_REFUSED, refused.stderr
+    assert refused.stderr.startswith("FAIL (refused): nothing accepts connections"), \
+        refused.stderr

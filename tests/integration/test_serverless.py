@@ -1,8 +1,11 @@
 """``serverless:handler`` invoked as AWS Lambda invokes it (``tests.lambda_runtime``: one
-thread, the module imported once, API Gateway v2 events one at a time) against a real
-redis-server and the test database: the feed answers MISS then HIT across invocations, a warm
-container keeps its connections, a write invalidates, and each invocation's Redis commands are
-what upstash.md quotes."""
+thread, the module imported once, API Gateway v2 events one at a time) against each cache a
+function can use: a real redis-server over TCP (``REDIS_URL``), and the Upstash REST stand-in
+(``tests.upstash_standin``) in front of one (``UPSTASH_REDIS_REST_URL``/``_TOKEN``, no
+``REDIS_URL``), with the test database. The feed answers MISS then HIT across invocations, a
+warm container keeps its connections, a thawed one recovers a connection closed while it was
+frozen, a write invalidates, and each invocation's Redis commands (and HTTP requests over
+REST) are what upstash.md quotes."""
 
 from __future__ import annotations
 
@@ -18,6 +21,7 @@ from pytest_redis.executor import RedisExecutor
 
 from settings import SettingsError
 from tests.lambda_runtime import Container, container
+from tests.upstash_standin import standin_in_thread
 
 pytestmark = pytest.mark.redis
 
@@ -29,23 +33,38 @@ _SERVICE_PREFIXES = ("REDIS_", "CACHE_", "PROMETHEUS_", "DATABASE_", "SECRET_", 
 class CacheServer:
     """A cache server the function reaches: the variables that select it, the backend name
     ``/health/cache`` reports, the redis-server that executes its commands (counted there),
-    and how to close the function's idle connection from the server's side."""
+    how to close the function's idle connections from the server's side, how many
+    connections the server has accepted, and the HTTP requests it has received (``None``
+    over TCP)."""
 
     env: dict[str, str]
     backend: str
     redis: RedisExecutor
     close_idle_connections: Callable[[], int]
+    connections: Callable[[], int]
+    http_requests: Callable[[], int] | None = None
 
 
-@pytest.fixture(params=["redis"])
-def cache_server(request: pytest.FixtureRequest, redis_server: RedisExecutor) -> CacheServer:
-    """Each backend a serverless deployment can use; the REST stand-in joins this list."""
-    def kill_clients() -> int:
-        with redis.Redis(host=redis_server.host, port=redis_server.port) as admin:
-            return int(admin.client_kill_filter(_type="normal", skipme=True))
-
-    return CacheServer({"REDIS_URL": f"redis://{redis_server.host}:{redis_server.port}/0"},
-                       "redis", redis_server, kill_clients)
+@pytest.fixture(params=["redis", "rest"])
+def cache_server(request: pytest.FixtureRequest,
+                 redis_server: RedisExecutor) -> Iterator[CacheServer]:
+    """Each backend a serverless deployment can use: Redis over TCP, and the Upstash REST
+    protocol (the stand-in, on a loop of its own as a remote server would be)."""
+    redis_url = f"redis://{redis_server.host}:{redis_server.port}/0"
+    if request.param == "redis":
+        # One admin connection for the test, opened now: counted once, never killed.
+        with redis.Redis(host=redis_server.host, port=redis_server.port) as watcher:
+            yield CacheServer(
+                {"REDIS_URL": redis_url}, "redis", redis_server,
+                lambda: int(watcher.client_kill_filter(_type="normal", skipme=True)),
+                lambda: int(watcher.info("stats")["total_connections_received"]))
+        return
+    token = "fn-rest-token-7c2b41"
+    with standin_in_thread(redis_url, token) as standin:
+        yield CacheServer(
+            {"UPSTASH_REDIS_REST_URL": standin.url, "UPSTASH_REDIS_REST_TOKEN": token},
+            "upstash", redis_server, standin.close_idle_connections_threadsafe,
+            lambda: standin.connections, lambda: standin.total_requests)
 
 
 @pytest.fixture
@@ -70,18 +89,20 @@ def commands(admin: redis.Redis) -> dict[str, int]:
             for name, value in admin.info("commandstats").items()}
 
 
-def counted(admin: redis.Redis, fn: Container, method: str, target: str,
-            **kwargs: object) -> tuple[str, dict[str, int]]:
-    """One invocation: its ``X-Cache`` and the Redis commands it cost (the admin's own
-    ``INFO`` calls left out)."""
-    before = commands(admin)
+def counted(admin: redis.Redis, server: CacheServer, fn: Container, method: str, target: str,
+            **kwargs: object) -> tuple[str, dict[str, int], int | None]:
+    """One invocation: its ``X-Cache``, the Redis commands it cost (the admin's own ``INFO``
+    calls left out) and, over REST, the HTTP requests it sent."""
+    before, sent = commands(admin), server.http_requests() if server.http_requests else None
     answer = fn.invoke(method, target, **kwargs)  # type: ignore[arg-type]
     assert answer.status < 400, answer.body
     after = commands(admin)
     spent = {name: n - before.get(name, 0) for name, n in after.items()
              if n != before.get(name, 0)}
     spent["info"] = spent.get("info", 0) - 1
-    return answer.headers.get("x-cache", ""), {k: v for k, v in spent.items() if v}
+    requests = None if server.http_requests is None else server.http_requests() - sent
+    return (answer.headers.get("x-cache", ""), {k: v for k, v in spent.items() if v},
+            requests)
 
 
 def test_the_function_refuses_to_start_without_a_secret_key(
@@ -105,10 +126,9 @@ def test_two_invocations_answer_the_feed_miss_then_hit(function_env: redis.Redis
 
 def test_a_warm_container_keeps_its_connections_and_a_write_invalidates(
         function_env: redis.Redis, cache_server: CacheServer) -> None:
-    admin = function_env
     with container(SERVERLESS) as fn:
         assert fn.invoke("GET", "/api/posts").headers["x-cache"] == "MISS"  # starts the app
-        connections = admin.info("stats")["total_connections_received"]
+        connections = cache_server.connections()
         signed_up = fn.invoke("POST", "/api/auth/register", body={
             "username": "ann", "email": "ann@example.com", "password": "password123"})
         assert signed_up.status == 201, signed_up.body
@@ -121,54 +141,108 @@ def test_a_warm_container_keeps_its_connections_and_a_write_invalidates(
         assert fn.invoke("GET", "/api/posts").headers["x-cache"] == "HIT"
         health = fn.invoke("GET", "/health/cache").json()
         metrics = fn.invoke("GET", "/metrics").body.decode()
-        # One Redis connection for the container's life: the app started once, not per
-        # invocation (Mangum's default lifespan handling would reconnect every time).
-        assert admin.info("stats")["total_connections_received"] == connections
+        # One connection (TCP to Redis, or keep-alive HTTP) for the container's life: the app
+        # started once, not per invocation (Mangum's default lifespan handling would connect
+        # again every time).
+        assert cache_server.connections() == connections
     assert health["backend"] == cache_server.backend and health["breaker"]["state"] == "closed"
     assert health["stats"]["hits"] == 1 and health["stats"]["hot"] is None, health
     assert 'cache_lookups_total{outcome="hit",route="/api/posts"} 1.0' in metrics
     assert 'cache_lookups_total{outcome="miss",route="/api/posts"} 2.0' in metrics
 
 
+def test_the_cache_is_chosen_from_the_functions_environment_with_the_hot_tier_off(
+        function_env: redis.Redis, cache_server: CacheServer,
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """``serverless`` hands the app its own cache settings (hot tier off): the backend is
+    still chosen from them (``REDIS_URL``, else the REST URL and token), and ``CACHE_LOCAL``
+    cannot turn the hot tier back on."""
+    monkeypatch.setenv("CACHE_LOCAL", "true")
+    with container(SERVERLESS) as fn:
+        assert fn.invoke("GET", "/api/posts").headers["x-cache"] == "MISS"
+        cache = fn.module.app.app.ctx.cache
+        assert cache.settings.local_tier is False and cache.hot is None
+        assert cache.tiers.remote.name == cache_server.backend
+        assert fn.invoke("GET", "/health/cache").json()["backend"] == cache_server.backend
+
+
 def test_a_thawed_container_reconnects_before_its_lookup_when_redis_closed_the_connection(
         function_env: redis.Redis, cache_server: CacheServer) -> None:
-    """Between invocations the process is frozen; Redis (``timeout``), a NAT or a proxy may
-    close the idle connection meanwhile. The next invocation must notice before it sends its
-    lookup, not be served uncached (``X-Cache: ERROR``)."""
+    """Between invocations the process is frozen; Redis (``timeout``), the REST endpoint
+    (its keep-alive timeout), a NAT or a proxy may close the idle connection meanwhile. The
+    next invocation must connect again for its lookup, not be served uncached
+    (``X-Cache: ERROR``)."""
     with container(SERVERLESS) as fn:
         assert fn.invoke("GET", "/api/posts").headers["x-cache"] == "MISS"
         assert fn.invoke("GET", "/api/posts").headers["x-cache"] == "HIT"
+        connections = cache_server.connections()
         assert cache_server.close_idle_connections() >= 1
         assert fn.invoke("GET", "/api/posts").headers["x-cache"] == "HIT"
+        assert cache_server.connections() == connections + 1
 
 
-def test_the_redis_commands_of_each_kind_of_invocation(function_env: redis.Redis) -> None:
-    """The command budget upstash.md quotes, counted by the redis-server itself (commands a
-    script runs are counted too: one ``EVAL`` is one round trip)."""
-    admin = function_env
-    with container(SERVERLESS) as fn:
+# Each invocation's cost, in Redis commands (counted by the redis-server: commands a script
+# runs are counted too, one ``EVAL`` being one round trip) and, over REST, in HTTP requests
+# (counted by the stand-in). Over TCP a connection starts with ``INFO`` and the restart check;
+# over REST the check is one script (reading ``INFO`` itself) riding in the first request.
+_JOB = {"title": "Engineer", "company": "Acme", "location": "Berlin",
+        "description": "Builds things."}
+_BUDGET: dict[str, list[tuple[str, dict[str, int], int | None]]] = {
+    "redis": [
         # The container's first invocation: connect (INFO and the restart check, which finds
         # this new namespace empty and sets its epoch), the start-up PING, then a lookup
         # whose counters do not exist yet (one script creates them) and the store.
-        assert counted(admin, fn, "GET", "/api/jobs/stats") == ("MISS", {
-            "info": 1, "eval": 2, "get": 1, "set": 6, "publish": 1, "ping": 1, "mget": 2})
+        ("MISS", {"info": 1, "eval": 2, "get": 1, "set": 6, "publish": 1, "ping": 1,
+                  "mget": 2}, None),
         # A route whose tag was never seen: one script creates its counter, then the store.
-        assert counted(admin, fn, "GET", "/api/jobs") == ("MISS", {
-            "mget": 2, "eval": 1, "set": 4})
-        assert counted(admin, fn, "GET", "/api/jobs") == ("HIT", {"mget": 1})
+        ("MISS", {"mget": 2, "eval": 1, "set": 4}, None),
+        ("HIT", {"mget": 1}, None),
+        # A write: one script bumps its two tags and publishes them.
+        ("", {"eval": 1, "set": 2, "incr": 2, "publish": 1}, None),
+        ("MISS", {"mget": 1, "set": 1}, None),
+        ("HIT", {"mget": 1}, None),
+        # A new container of a running deployment: connect (INFO, the restart check finds the
+        # incarnation current), the start-up PING, then a plain hit.
+        ("HIT", {"info": 1, "eval": 1, "get": 1, "ping": 1, "mget": 1}, None),
+    ],
+    "rest": [
+        # The start-up PING carries the restart check (one script reading INFO itself, which
+        # finds the namespace empty and sets its epoch): 1 request. Then the lookup (1), the
+        # counter script, unknown to this Redis so far (EVALSHA answered NOSCRIPT, then EVAL:
+        # 2, once per database, not per container), the store (1).
+        ("MISS", {"eval": 2, "info": 1, "get": 1, "set": 6, "publish": 1, "ping": 1,
+                  "mget": 2, "evalsha": 1}, 5),
+        # A new tag: the counter script by its SHA now.
+        ("MISS", {"mget": 2, "evalsha": 1, "set": 4}, 3),
+        ("HIT", {"mget": 1}, 1),
+        # A write: the bump script by its SHA (the sign-up's write sent it first).
+        ("", {"evalsha": 1, "set": 2, "incr": 2, "publish": 1}, 1),
+        ("MISS", {"mget": 1, "set": 1}, 2),
+        ("HIT", {"mget": 1}, 1),
+        # A new container: the start-up PING with the restart check, then the hit.
+        ("HIT", {"eval": 1, "info": 1, "get": 1, "ping": 1, "mget": 1}, 2),
+    ],
+}
+
+
+def test_the_redis_commands_of_each_kind_of_invocation(
+        function_env: redis.Redis, cache_server: CacheServer,
+        request: pytest.FixtureRequest) -> None:
+    """The command and request budget upstash.md quotes (section 10)."""
+    admin, server = function_env, cache_server
+    admin.script_flush()  # a database that never ran the scripts, whatever ran before
+    spent = []
+    with container(SERVERLESS) as fn:
+        spent.append(counted(admin, server, fn, "GET", "/api/jobs/stats"))
+        spent.append(counted(admin, server, fn, "GET", "/api/jobs"))
+        spent.append(counted(admin, server, fn, "GET", "/api/jobs"))
         token = fn.invoke("POST", "/api/auth/register", body={
             "username": "bob", "email": "bob@example.com", "password": "password123"}
         ).json()["token"]
-        # A write: one script bumps its two tags and publishes them.
-        assert counted(admin, fn, "POST", "/api/jobs", headers={
-            "Authorization": f"Bearer {token}"}, body={
-            "title": "Engineer", "company": "Acme", "location": "Berlin",
-            "description": "Builds things."}) == ("", {
-                "eval": 1, "set": 2, "incr": 2, "publish": 1})
-        assert counted(admin, fn, "GET", "/api/jobs") == ("MISS", {"mget": 1, "set": 1})
-        assert counted(admin, fn, "GET", "/api/jobs") == ("HIT", {"mget": 1})
-    # A new container of a running deployment: connect (INFO, the restart check finds the
-    # incarnation current), the start-up PING, then a plain hit.
+        spent.append(counted(admin, server, fn, "POST", "/api/jobs", body=_JOB,
+                             headers={"Authorization": f"Bearer {token}"}))
+        spent.append(counted(admin, server, fn, "GET", "/api/jobs"))
+        spent.append(counted(admin, server, fn, "GET", "/api/jobs"))
     with container(SERVERLESS) as fn:
-        assert counted(admin, fn, "GET", "/api/jobs") == ("HIT", {
-            "info": 1, "eval": 1, "get": 1, "ping": 1, "mget": 1})
+        spent.append(counted(admin, server, fn, "GET", "/api/jobs"))
+    assert spent == _BUDGET[request.node.callspec.params["cache_server"]]

@@ -37,6 +37,12 @@ def test_every_variable_is_read() -> None:
     assert s.status_name == "edge-1"
 
 
+def test_cluster_is_off_unless_asked_for() -> None:
+    assert CacheSettings.from_env({"REDIS_URL": "redis://h:1"}).redis_cluster is False
+    settings = CacheSettings.from_env({"REDIS_URL": "rediss://h:1", "REDIS_CLUSTER": "true"})
+    assert settings.redis_cluster is True
+
+
 def test_private_url_is_the_fallback() -> None:
     assert CacheSettings.from_env({"REDIS_PRIVATE_URL": "redis://p:1"}).redis_url == "redis://p:1"
     assert CacheSettings.from_env({"REDIS_URL": "redis://a:1",
@@ -54,6 +60,8 @@ def test_private_url_is_the_fallback() -> None:
     {"CACHE_BREAKER_FAILURES": "0"},
     {"REDIS_TLS_CA_CERTS": "/no/such/file.pem"},
     {"CACHE_STATUS_NAME": "caché"},
+    {"REDIS_CLUSTER": "true", "REDIS_URL": "unix:///tmp/redis.sock"},
+    {"REDIS_CLUSTER": "sometimes", "REDIS_URL": "redis://h:1"},
 ])
 def test_bad_values_raise(env: dict[str, str]) -> None:
     with pytest.raises(CacheSettingsError):

@@ -49,9 +49,15 @@ def test_proxies_metrics_token_and_login_limits() -> None:
     assert "mt" not in repr(settings) and "fs" not in repr(settings)
 
 
+def test_migrations_at_start_up_are_off_unless_asked_for() -> None:
+    assert Settings.from_env({}).database_auto_migrate is False
+    assert Settings.from_env({"DATABASE_AUTO_MIGRATE": "true"}).database_auto_migrate is True
+
+
 @pytest.mark.parametrize("env", [
     {"LOGIN_RATE_PER_CLIENT": "lots"}, {"LOGIN_RATE_PER_USERNAME": "10/fortnight"},
     {"AUTH_MAX_CONCURRENT_HASHES": "0"}, {"PROXIES_COUNT": "-1"},
+    {"DATABASE_AUTO_MIGRATE": "sometimes"},
 ])
 def test_bad_values_raise_naming_the_variable(env: dict[str, str]) -> None:
     with pytest.raises(SettingsError, match=next(iter(env))):
