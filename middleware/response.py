@@ -7,13 +7,14 @@ from collections.abc import Iterator
 
 from sanic.response import HTTPResponse
 
-from middleware.encoding import IDENTITY, etag_for_coding
+from middleware.encoding import BR, GZIP, IDENTITY, etag_for_coding
 from middleware.policy import STORED_HEADERS, etag_matches
 from middleware.record import Record
 
 __all__ = ["CachedResponse", "answer_stale"]
 
 _Wire = tuple[tuple[str, tuple[bytes, bytes]], ...]
+_CODING_LINES = {coding: (b"content-encoding", coding.encode()) for coding in (BR, GZIP)}
 
 
 def _wire_headers(record: Record, cache_control: str, coding: str) -> _Wire:
@@ -42,10 +43,11 @@ class CachedResponse(HTTPResponse):
     (``Age`` and ``Cache-Status``, which change per request; ``X-Cache: STALE`` for a
     ``stale``
     hit; ``Content-Length``, ``Connection`` and whatever later middleware sets, which replaces
-    the record's line of the same name) go through Sanic's sanitising.
+    the record's line of the same name) go through Sanic's sanitising, except a
+    ``Content-Encoding`` still holding the coding this hit was built with.
     """
 
-    __slots__ = ("wire",)
+    __slots__ = ("coding", "wire")
 
     def __init__(self, record: Record, cache_control: str, age: int, cache_status: str,
                  stale: bool = False, coding: str = IDENTITY,
@@ -63,6 +65,7 @@ class CachedResponse(HTTPResponse):
         super().__init__(body, status=record.status, headers=headers,
                          content_type=record.content_type)
         self.wire = _wire_headers(record, cache_control, coding)
+        self.coding = coding
 
     @property
     def processed_headers(self) -> Iterator[tuple[bytes, bytes]]:
@@ -71,7 +74,11 @@ class CachedResponse(HTTPResponse):
         for name, pair in self.wire:
             if name not in headers:
                 yield pair
+        coding = self.coding
         for name, value in headers.items():
+            if name == "content-encoding" and value == coding:
+                yield _CODING_LINES[coding]  # one of ours: known safe, encoded once
+                continue
             yield sanitize(name).encode("ascii"), sanitize(f"{value}").encode(
                 errors="surrogateescape")
 
