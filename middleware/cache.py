@@ -26,6 +26,7 @@ from middleware.backends.base import CacheBackend, CacheBackendError
 from middleware.backends.memory import MemoryBackend
 from middleware.breaker import CLOSED
 from middleware.coherence import Coherence
+from middleware.encoding import Representations, compress as compress_body, with_vary
 from middleware.keys import EPOCH_TAG, SizedMemo, generation_key
 from middleware.leases import HostLeases, Lease
 from middleware.observer import CacheObserver, NullObserver
@@ -114,6 +115,8 @@ class ResponseCache:
         """The invalidation channel (``Subscriber``, or the backend's own)."""
         self._gen_keys = SizedMemo()
         self._decoded = DecodedRecords(settings.memory_max_bytes // 16)
+        self.representations = Representations(settings.memory_max_bytes // 16)
+        """Bodies decoded or re-encoded for clients that do not take the stored coding."""
         self.hits = self.misses = self.bypasses = self.stores = 0
         self.invalidations = self.errors = self.decode_errors = 0
         self.stale = self.stale_on_error = self.refreshes = self.refresh_failures = 0
@@ -355,11 +358,20 @@ class ResponseCache:
         return found
 
     def make_record(self, found: Lookup, *, status: int, content_type: str,
-                    headers: tuple[tuple[str, str], ...], body: bytes) -> Record:
-        """The record a miss will store (generations read before the handler ran)."""
+                    headers: tuple[tuple[str, str], ...], body: bytes,
+                    compress: bool = False) -> Record:
+        """The record a miss will store (generations read before the handler ran).
+
+        ``compress``: store the body brotli-encoded when it is at least
+        ``settings.compress_min_bytes`` (see ``middleware.encoding``), with
+        ``Vary: Accept-Encoding`` added to its headers."""
+        coding, stored = (compress_body(body, self.settings.compress_min_bytes) if compress
+                          else ("", body))
+        if coding:
+            headers = with_vary(headers)
         return Record(status=status, stored_at=self.clock(), generations=found.generations,
                       content_type=content_type, etag=etag_for(body), headers=headers,
-                      body=body)
+                      body=stored, encoding=coding)
 
     async def store(self, found: Lookup, record: Record, ttl: float, route: str) -> bool:
         """Store ``record`` where it was looked up; False when the tier is unavailable now."""

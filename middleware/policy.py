@@ -83,6 +83,11 @@ def is_storable(status: int, headers: Mapping[str, str], body_length: int,
     """Only a 200 without ``Set-Cookie``/``private``/``no-store``, within the size cap, and
     not varying on a request header the key does not cover (``Vary: Accept-Language``, ``*``).
 
+    Nor a body that already has a ``Content-Encoding`` (another compressing middleware ran
+    first): it was encoded for one client's ``Accept-Encoding``, and the record keeps only
+    the coding the cache applied itself (``middleware.encoding``), so stored without the
+    header it would reach other clients as garbage. The cache compresses on its own.
+
     ``vary_handled``: request headers (lower case) the app declares it handles outside the
     stored record: their effect is added to every response, hits included, in headers the
     record never keeps (``STORED_HEADERS``). CORS is the case: ``Vary: Origin`` while
@@ -91,6 +96,9 @@ def is_storable(status: int, headers: Mapping[str, str], body_length: int,
     if status != 200 or body_length > max_body_bytes:
         return False
     if "set-cookie" in headers:
+        return False
+    coding = headers.get("content-encoding")
+    if coding and coding.strip().lower() != "identity":
         return False
     vary = _joined(headers, "vary")
     if vary and any(name not in VARY_KEYED and name not in vary_handled

@@ -3,8 +3,12 @@
 Layout (network byte order)::
 
     magic "RC" | version u8 | status u16 | stored_at f64 | n_generations u16 | len(content type) u8
-    | len(etag) u8 | len(headers) u16 | len(body) u32 | generations i64 * n | content type
-    | etag | headers ("name\\0value" joined by "\\n", UTF-8) | body
+    | len(etag) u8 | len(encoding) u8 | len(headers) u16 | len(body) u32 | generations i64 * n
+    | content type | etag | encoding | headers ("name\\0value" joined by "\\n", UTF-8) | body
+
+``encoding`` is the body's content coding (``br``; empty: stored as it is) and ``etag`` the
+identity representation's (``middleware.encoding``). Version 1 (no encoding) is not read:
+an entry of an older release is a miss, overwritten by the next store.
 
 No text field holds a CR, and only the header block its own NUL and LF separators, in either
 direction (``encode`` refuses, ``decode`` rejects): a record's headers can be written to the
@@ -20,10 +24,11 @@ import struct
 
 __all__ = ["FORMAT_VERSION", "DecodedRecords", "Record", "RecordError", "decode", "encode"]
 
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2
 _MAGIC = b"RC"
-_HEADER = struct.Struct("!2sBHdHBBHI")
-_FIELDS = ("body", "content_type", "etag", "generations", "headers", "status", "stored_at")
+_HEADER = struct.Struct("!2sBHdHBBBHI")
+_FIELDS = ("body", "content_type", "encoding", "etag", "generations", "headers", "status",
+           "stored_at")
 
 
 class RecordError(ValueError):
@@ -33,12 +38,12 @@ class RecordError(ValueError):
 class Record:
     """One cached response (or application value) and the generations it was computed under."""
 
-    __slots__ = ("body", "content_type", "etag", "generations", "headers", "status", "stored_at",
-                 "wire")
+    __slots__ = ("body", "content_type", "encoding", "etag", "generations", "headers", "status",
+                 "stored_at", "wire")
 
     def __init__(self, *, status: int, stored_at: float, generations: tuple[int, ...],
                  content_type: str, etag: str, headers: tuple[tuple[str, str], ...],
-                 body: bytes) -> None:
+                 body: bytes, encoding: str = "") -> None:
         self.status = status
         self.stored_at = stored_at
         self.generations = generations
@@ -46,6 +51,8 @@ class Record:
         self.etag = etag
         self.headers = headers
         self.body = body
+        self.encoding = encoding
+        """The content coding of ``body`` (``br``), or empty: stored as it is."""
         self.wire: object = None
         """Memo for the HTTP layer (the encoded header lines of a hit); not stored."""
 
@@ -56,7 +63,7 @@ class Record:
 
     def __repr__(self) -> str:
         return (f"Record(status={self.status}, generations={self.generations}, "
-                f"etag={self.etag}, body={len(self.body)} bytes)")
+                f"etag={self.etag}, body={len(self.body)} bytes {self.encoding or 'identity'})")
 
 
 def encode(record: Record) -> bytes:
@@ -65,39 +72,42 @@ def encode(record: Record) -> bytes:
     if any(line.count("\0") != 1 or "\n" in line or "\r" in line for line in lines):
         # The separators would shift on decode: a value could smuggle in another header.
         raise RecordError("record header contains a NUL, CR or LF")
-    if any(c in text for text in (record.content_type, record.etag) for c in "\r\n\0"):
-        raise RecordError("record content type or ETag contains a NUL, CR or LF")
+    texts = (record.content_type, record.etag, record.encoding)
+    if any(c in text for text in texts for c in "\r\n\0"):
+        raise RecordError("record content type, ETag or encoding contains a NUL, CR or LF")
     try:
         headers = "\n".join(lines).encode()
         ctype = record.content_type.encode()
         etag = record.etag.encode()
+        coding = record.encoding.encode()
     except UnicodeEncodeError as exc:
         raise RecordError(str(exc)) from exc
     n = len(record.generations)
-    if len(ctype) > 255 or len(etag) > 255 or len(headers) > 65535 or n > 65535:
+    if max(len(ctype), len(etag), len(coding)) > 255 or len(headers) > 65535 or n > 65535:
         raise RecordError("record field too long for the layout")
     try:
         head = _HEADER.pack(_MAGIC, FORMAT_VERSION, record.status, record.stored_at, n,
-                            len(ctype), len(etag), len(headers), len(record.body))
+                            len(ctype), len(etag), len(coding), len(headers), len(record.body))
         gens = struct.pack(f"!{n}q", *record.generations)
     except struct.error as exc:
         raise RecordError(str(exc)) from exc
-    return b"".join((head, gens, ctype, etag, headers, record.body))
+    return b"".join((head, gens, ctype, etag, coding, headers, record.body))
 
 
 def decode(data: bytes) -> Record:
     """Parse bytes written by ``encode``; raises ``RecordError`` on anything else."""
     try:
-        magic, version, status, stored_at, n, lc, le, lh, lb = _HEADER.unpack_from(data)
+        magic, version, status, stored_at, n, lc, le, lk, lh, lb = _HEADER.unpack_from(data)
     except struct.error as exc:
         raise RecordError("truncated record header") from exc
     if magic != _MAGIC or version != FORMAT_VERSION:
         raise RecordError(f"not a v{FORMAT_VERSION} record")
     offset = _HEADER.size
-    texts = data[offset + 8 * n:offset + 8 * n + lc + le + lh]
-    if b"\r" in texts or (lc + le and (b"\n" in texts[:lc + le] or b"\0" in texts[:lc + le])):
+    fixed = lc + le + lk  # the text fields before the header block
+    texts = data[offset + 8 * n:offset + 8 * n + fixed + lh]
+    if b"\r" in texts or (fixed and (b"\n" in texts[:fixed] or b"\0" in texts[:fixed])):
         raise RecordError("record text holds a CR, or a separator outside the header block")
-    if len(data) != offset + 8 * n + lc + le + lh + lb:
+    if len(data) != offset + 8 * n + fixed + lh + lb:
         raise RecordError("record length does not match its header")
     generations = struct.unpack_from(f"!{n}q", data, offset)
     offset += 8 * n
@@ -106,6 +116,8 @@ def decode(data: bytes) -> Record:
         offset += lc
         etag = data[offset:offset + le].decode()
         offset += le
+        coding = data[offset:offset + lk].decode()
+        offset += lk
         raw_headers = data[offset:offset + lh].decode()
     except UnicodeDecodeError as exc:
         raise RecordError("record text is not UTF-8") from exc
@@ -119,7 +131,7 @@ def decode(data: bytes) -> Record:
             headers.append((name, value))
     return Record(status=status, stored_at=stored_at, generations=generations,
                   content_type=ctype, etag=etag, headers=tuple(headers),
-                  body=bytes(data[offset:]))
+                  body=bytes(data[offset:]), encoding=coding)
 
 
 class DecodedRecords:

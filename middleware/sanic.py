@@ -31,6 +31,7 @@ from sanic.response import BaseHTTPResponse, HTTPResponse
 from middleware.backends.base import CacheBackend, CacheBackendError
 from middleware.cache import HIT, STALE, Lookup, ResponseCache
 from middleware.coherence import Coherence
+from middleware.encoding import IDENTITY, etag_for_coding, negotiate
 from middleware.leases import HostLeases
 from middleware.keys import EPOCH_TAG, TagTooLong, canonical_query, response_key
 from middleware.observer import CacheObserver
@@ -155,13 +156,17 @@ class CacheHooks:
             self._start_refresh(request, rule, found)
         age = cache.age(record)
         status = self.status.hit(rule.ttl - age, found.collapsed)
-        if etag_matches(headers.get("if-none-match"), record.etag):
+        coding = negotiate(headers.get("accept-encoding"), record.encoding) if record.encoding \
+            else IDENTITY
+        inm = headers.get("if-none-match")
+        if inm and etag_matches(inm, etag_for_coding(record.etag, coding)):
             out = dict(record.headers)
             out.update({"x-cache": "STALE" if stale else "HIT", "age": str(age),
-                        "etag": record.etag, "cache-control": read.cache_control,
-                        "cache-status": status})
+                        "etag": etag_for_coding(record.etag, coding),
+                        "cache-control": read.cache_control, "cache-status": status})
             return HTTPResponse(status=304, headers=out)
-        return CachedResponse(record, read.cache_control, age, status, stale=stale)
+        return CachedResponse(record, read.cache_control, age, status, stale=stale,
+                              coding=coding, body=cache.representations.body(record, coding))
 
     def _start_refresh(self, request: Request, rule: CacheRule, found: Lookup) -> None:
         """Refresh a stale entry in the background (``middleware.refresh``)."""
@@ -213,11 +218,14 @@ class CacheHooks:
             self.cache.release(found, None)
             record = found.stale
             age = self.cache.age(record)
+            coding = negotiate(request.headers.get("accept-encoding"), record.encoding) \
+                if record.encoding else IDENTITY
             answer_stale(response, record, age=age,
                          cache_control=self._cache_control(request, state.rule),
                          cache_status=self.status.stale_on_error(
                              response.status, state.rule.ttl - age),
-                         if_none_match=request.headers.get("if-none-match"))
+                         if_none_match=request.headers.get("if-none-match"), coding=coding,
+                         body=self.cache.representations.body(record, coding))
             self.cache.stale_on_error += 1
             return
         record = None
@@ -234,12 +242,23 @@ class CacheHooks:
         if "cache-control" not in headers:
             headers["cache-control"] = self._cache_control(request, state.rule)
         if record is not None:
-            response.headers["etag"] = record.etag
-            if etag_matches(request.headers.get("if-none-match"), record.etag):
+            etag = record.etag
+            if record.encoding:
+                # Served like a hit: the stored coding, or decoded, per Accept-Encoding.
+                coding = negotiate(request.headers.get("accept-encoding"), record.encoding)
+                etag = etag_for_coding(etag, coding)
+                for name, value in record.headers:
+                    if name == "vary":
+                        headers["vary"] = value
+                if coding != IDENTITY:
+                    response.body = self.cache.representations.body(record, coding)
+                    headers["content-encoding"] = coding
+            headers["etag"] = etag
+            if etag_matches(request.headers.get("if-none-match"), etag):
                 response.status = 304
                 response.body = b""
-                response.headers.pop("content-length", None)
-                response.headers.pop("content-type", None)
+                for name in ("content-length", "content-type", "content-encoding"):
+                    response.headers.pop(name, None)
 
     def _cache_control(self, request: Request, rule: CacheRule) -> str:
         read = None if request.route is None else self.routes.reads.get(request.route.name)
@@ -256,7 +275,7 @@ class CacheHooks:
         record = cache.make_record(
             found, status=response.status,
             content_type=response.content_type or "application/octet-stream",
-            headers=stored_headers(response.headers.items()), body=body)
+            headers=stored_headers(response.headers.items()), body=body, compress=True)
         # The record goes to the waiters even if the SET fails: it is what this request saw.
         try:
             await cache.store(found, record, state.rule.storage_ttl, state.rule.path)

@@ -26,6 +26,8 @@ Every variable the cache reads (all optional):
                                 they collapse into one global epoch bump (default 1024).
 ``CACHE_LOCAL``                 ``true`` (default): with Redis, each worker keeps a hot tier
                                 that serves hits with zero Redis commands (``hot``).
+``CACHE_COMPRESS_MIN_BYTES``    Bodies of at least this many bytes are stored brotli-encoded
+                                and served by ``Accept-Encoding`` (default 1024; ``encoding``).
 ``CACHE_STATUS_NAME``           This cache's name in the ``Cache-Status`` header (RFC 9211;
                                 default ``response-cache``).
 ``UPSTASH_REDIS_REST_URL``      With ``UPSTASH_REDIS_REST_TOKEN`` and no ``REDIS_URL``: the
@@ -53,8 +55,8 @@ ENV_NAMES = frozenset({
     "REDIS_TLS_CA_CERTS", "REDIS_TLS_INSECURE", "CACHE_NAMESPACE", "CACHE_MEMORY_MAX_ENTRIES",
     "CACHE_MEMORY_MAX_BYTES", "CACHE_MAX_BODY_BYTES", "CACHE_BREAKER_FAILURES",
     "CACHE_BREAKER_RESET_SECONDS", "CACHE_HONOR_CLIENT_NO_CACHE", "CACHE_STAMPEDE_TIMEOUT",
-    "CACHE_MAX_PENDING_TAGS", "CACHE_LOCAL", "CACHE_STATUS_NAME", "UPSTASH_REDIS_REST_URL",
-    "UPSTASH_REDIS_REST_TOKEN", "CACHE_REST_MAX_REPLY_BYTES",
+    "CACHE_MAX_PENDING_TAGS", "CACHE_LOCAL", "CACHE_COMPRESS_MIN_BYTES", "CACHE_STATUS_NAME",
+    "UPSTASH_REDIS_REST_URL", "UPSTASH_REDIS_REST_TOKEN", "CACHE_REST_MAX_REPLY_BYTES",
 })
 """Every variable ``CacheSettings.from_env`` reads."""
 
@@ -163,6 +165,10 @@ class CacheSettings:
     local_tier: bool = True
     """``CACHE_LOCAL``: with Redis, serve hits from each worker's hot tier (``middleware.hot``),
     coherent through the invalidation channel; false: every hit is one Redis round trip."""
+    compress_min_bytes: int = 1024
+    """``CACHE_COMPRESS_MIN_BYTES``: stored bodies this large or larger are brotli-encoded
+    once and served in the coding each client accepts (``middleware.encoding``); smaller ones
+    are stored and served as they are. A value above ``CACHE_MAX_BODY_BYTES`` turns it off."""
     vary_handled: frozenset[str] = frozenset()
     """Request headers (lower case) a stored response may ``Vary`` on although the key does not
     cover them, because the app adds their effect to every response, hits included, after the
@@ -239,6 +245,7 @@ class CacheSettings:
             stampede_timeout=_float(env, "CACHE_STAMPEDE_TIMEOUT", d.stampede_timeout, 0.001),
             max_pending_tags=_int(env, "CACHE_MAX_PENDING_TAGS", d.max_pending_tags, 1),
             local_tier=_bool(env, "CACHE_LOCAL", d.local_tier),
+            compress_min_bytes=_int(env, "CACHE_COMPRESS_MIN_BYTES", d.compress_min_bytes, 0),
             status_name=env.get("CACHE_STATUS_NAME", "").strip() or d.status_name,
             rest_url=env.get("UPSTASH_REDIS_REST_URL", "").strip() or None,
             rest_token=env.get("UPSTASH_REDIS_REST_TOKEN", "").strip() or None,

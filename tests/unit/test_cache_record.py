@@ -7,7 +7,7 @@ import struct
 
 import pytest
 
-from middleware.record import Record, RecordError, decode, encode
+from middleware.record import FORMAT_VERSION, Record, RecordError, decode, encode
 
 
 def make(**overrides: object) -> Record:
@@ -25,6 +25,8 @@ def make(**overrides: object) -> Record:
     make(body=bytes(range(256)) * 100),
     make(content_type="text/plain; charset=utf-8", headers=(("content-language", "fr"),)),
     make(generations=(2**62, 1)),
+    make(body=b"\x1b\x00\x00compressed", encoding="br",
+         headers=(("vary", "Accept-Encoding"),)),
 ])
 def test_round_trip(record: Record) -> None:
     data = encode(record)
@@ -44,7 +46,7 @@ def test_record_is_compact() -> None:
     pickle.dumps({"status": 200}),
     encode(make())[:-1],
     encode(make()) + b"x",
-    b"RC\x02" + encode(make())[3:],
+    b"RC" + bytes([FORMAT_VERSION + 1]) + encode(make())[3:],
     b"RX" + encode(make())[2:],
 ])
 def test_bad_bytes_raise_record_error(data: bytes) -> None:
@@ -54,7 +56,7 @@ def test_bad_bytes_raise_record_error(data: bytes) -> None:
 
 def test_non_utf8_text_raises_record_error() -> None:
     data = bytearray(encode(make(content_type="ab")))
-    header_size = struct.calcsize("!2sBHdHBBHI")
+    header_size = struct.calcsize("!2sBHdHBBBHI")
     offset = header_size + 8 * 3
     data[offset:offset + 2] = b"\xff\xfe"
     with pytest.raises(RecordError):
@@ -81,6 +83,8 @@ def test_headers_that_would_not_round_trip_raise(headers: tuple[tuple[str, str],
     {"content_type": "text/plain\r\nset-cookie: x"},
     {"content_type": "text/plain\0"},
     {"etag": '"a"\r\nx: y'},
+    {"encoding": "br\r\nset-cookie: x"},
+    {"encoding": "br\0"},
 ])
 def test_text_that_could_end_a_header_line_is_refused(overrides: dict[str, object]) -> None:
     with pytest.raises(RecordError):
@@ -91,9 +95,34 @@ def test_text_that_could_end_a_header_line_is_refused(overrides: dict[str, objec
     (b"<x>; rel=next", b"<x>\r; rel=nex"),          # a CR planted in a header value
     (b"application/json", b"application/jso\n"),    # a separator in the content type
     (b"<x>; rel=next", b"<x>; rel=\0ext"),          # a NUL inside a value
+    (b'"abc"br', b'"abc"b\n'),                      # a separator in the encoding
 ])
 def test_bytes_planted_in_the_store_cannot_add_a_header_line(old: bytes, new: bytes) -> None:
-    data = encode(make())
+    data = encode(make(encoding="br"))
     assert old in data and len(old) == len(new)
     with pytest.raises(RecordError):
         decode(data.replace(old, new))
+
+
+def version_1(record: Record) -> bytes:
+    """``record`` in the layout of format version 1 (no encoding field), as older releases
+    wrote it."""
+    headers = "\n".join(f"{n}\0{v}" for n, v in record.headers).encode()
+    n = len(record.generations)
+    head = struct.pack("!2sBHdHBBHI", b"RC", 1, record.status, record.stored_at, n,
+                       len(record.content_type), len(record.etag), len(headers),
+                       len(record.body))
+    return b"".join((head, struct.pack(f"!{n}q", *record.generations),
+                     record.content_type.encode(), record.etag.encode(), headers, record.body))
+
+
+def test_a_version_1_record_is_refused_not_misread() -> None:
+    assert FORMAT_VERSION == 2
+    with pytest.raises(RecordError, match="not a v2 record"):
+        decode(version_1(make()))
+
+
+def test_the_encoding_round_trips_and_defaults_to_stored_as_is() -> None:
+    assert decode(encode(make())).encoding == ""
+    assert decode(encode(make(encoding="br"))).encoding == "br"
+    assert make(encoding="br") != make()

@@ -31,6 +31,10 @@ CAP = 1000
     (200, {"vary": "*"}, 10, False),
     (200, {"vary": "Cookie, Accept"}, 10, False),
     (200, {"vary": "Authorization, cookie"}, 10, True),
+    # Encoded by another middleware for one client: never stored (see is_storable).
+    (200, {"content-encoding": "gzip"}, 10, False),
+    (200, {"content-encoding": "br", "vary": "Accept-Encoding"}, 10, False),
+    (200, {"content-encoding": "identity"}, 10, True),
 ])
 def test_is_storable(status: int, headers: dict[str, str], length: int, expected: bool) -> None:
     assert is_storable(status, headers, length, CAP) is expected
