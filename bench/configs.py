@@ -1,7 +1,9 @@
 """The configurations a bench run starts: the service (cache off, memory, Redis without and with
 the hot tier, Redis stopped) with 1 and 2 workers, the Upstash REST backend over loopback (1
 worker, through the REST stand-in ``tests/upstash_standin.py`` in front of the same Redis), two
-1-worker instances sharing one Redis and one PostgreSQL (the mixed workload only), the limit
+1-worker instances sharing one Redis and one PostgreSQL (the mixed workload only), the
+compression pair (1 worker, hot tier: bodies stored as they are and asked without
+``Accept-Encoding``, or stored brotli-encoded and asked with ``gzip, br``), the limit
 (bare Sanic), the raw reference (bare Sanic running the feed's SQL on asyncpg) and the peer
 (FastAPI + fastapi-cache2)."""
 
@@ -14,6 +16,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from bench.procs import Server, free_port
+from middleware.settings import CacheSettings
 
 ROOT = Path(__file__).resolve().parent.parent
 PEER_VENV = ROOT / "bench" / ".venv-peer"
@@ -45,6 +48,16 @@ class Config:
     workers: int = 1
     cache: str = "off"
     instances: int = 1
+    compress: bool = True
+    """The cache stores bodies brotli-encoded (the default); False sets
+    ``CACHE_COMPRESS_MIN_BYTES`` above ``CACHE_MAX_BODY_BYTES``: bodies stored as they are."""
+    accept_encoding: str = ""
+    """``Accept-Encoding`` sent with every GET of the measured runs (none when empty)."""
+    namespace: str = ""
+    """``CACHE_NAMESPACE`` (the service's default when empty): the compression pair keeps its
+    entries apart, so one never serves what the other stored."""
+    only: tuple[str, ...] = ()
+    """Run only these workloads (all that apply when empty)."""
 
     @property
     def uses_redis(self) -> bool:
@@ -59,7 +72,7 @@ class Config:
             return ("hits",)  # the same bytes for every URL: one workload is the whole story
         if self.kind in {"peer", "raw"}:
             return ("hits", "misses")  # no write API to mix in
-        return WORKLOADS
+        return self.only or WORKLOADS
 
     @property
     def label(self) -> str:
@@ -82,7 +95,23 @@ def all_configs(worker_counts: tuple[int, ...] = (1, 2)) -> list[Config]:
         if workers == 1:
             configs.append(Config("upstash-rest", "service", 1, "rest"))
             configs.append(Config("redis-hot-2i", "service", 1, "redis-hot", instances=2))
+            configs += compression_pair()
     return configs
+
+
+COMPRESSION_WORKLOADS = ("hits", "misses")
+PLAIN, BR = "redis-hot-plain", "redis-hot-br"
+BROWSER_ACCEPT_ENCODING = "gzip, br"
+
+
+def compression_pair() -> list[Config]:
+    """Compression in the cache, side by side (hot tier on, 1 worker): ``redis-hot-plain``
+    stores bodies as they are and is asked without ``Accept-Encoding`` (the cache before
+    compression); ``redis-hot-br`` stores them brotli-encoded and is asked as browsers ask."""
+    return [Config(PLAIN, "service", 1, "redis-hot", compress=False, namespace="bench-plain",
+                   only=COMPRESSION_WORKLOADS),
+            Config(BR, "service", 1, "redis-hot", accept_encoding=BROWSER_ACCEPT_ENCODING,
+                   namespace="bench-br", only=COMPRESSION_WORKLOADS)]
 
 
 def service_env(config: Config, *, port: int, database_url: str,
@@ -108,6 +137,13 @@ def service_env(config: Config, *, port: int, database_url: str,
         if not rest_url:
             raise ValueError(f"{config.name} needs the REST stand-in's URL")
         env.update(UPSTASH_REDIS_REST_URL=rest_url, UPSTASH_REDIS_REST_TOKEN=REST_TOKEN)
+    if config.namespace:
+        # The compression pair: its own keys, and the service's default threshold for br.
+        env.pop("CACHE_COMPRESS_MIN_BYTES", None)
+        env["CACHE_NAMESPACE"] = config.namespace
+    if not config.compress:
+        # Above the largest stored body: nothing is ever compressed.
+        env["CACHE_COMPRESS_MIN_BYTES"] = str(CacheSettings.from_env(env).max_body_bytes + 1)
     return env
 
 

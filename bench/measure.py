@@ -17,6 +17,7 @@ from bench.configs import Config, make_rest_standin, make_server
 from bench.procs import RedisServer, Server, wait_for_quiet
 from bench.workloads import WRITE_EVERY, WorkloadFiles, WritablePost, with_tokens, write_version
 from bench.wrk import run_wrk
+from middleware.keys import canonical_query, response_key
 
 log = logging.getLogger(__name__)
 
@@ -53,6 +54,9 @@ class Record:
     """Each instance's own wrk result, when several ran at once (``result`` combines them)."""
     hot: dict[str, Any] | None = None
     """``stats.hot`` of ``/health/cache`` after the run (one worker's view)."""
+    entry_bytes: int | None = None
+    """``MEMORY USAGE`` of the all-hits URL's entry in Redis after the run (the compression
+    pair, which keeps its entries under its own namespace)."""
 
     @property
     def key(self) -> tuple[str, int, str]:
@@ -96,6 +100,24 @@ def hot_stats(server: Server) -> dict[str, Any] | None:
     except ValueError:
         return None
     return hot if isinstance(hot, dict) else None
+
+
+def entry_key(namespace: str, path: str) -> str:
+    """The Redis key of the response to a GET of ``path`` (``middleware.keys``), keeping every
+    query parameter ``path`` has (the all-hits URL carries only ones the feed keys on)."""
+    route, _, query = path.partition("?")
+    names = [pair.split("=", 1)[0] for pair in query.split("&") if pair]
+    return response_key(namespace, route, canonical_query(query, names))
+
+
+def entry_bytes(url: str, key: str) -> int | None:
+    """``MEMORY USAGE`` of ``key`` (exact for a string value), None when it is absent."""
+    client = redis.Redis.from_url(url, socket_timeout=5, socket_connect_timeout=5)
+    try:
+        usage = client.memory_usage(key, samples=0)
+    finally:
+        client.close()
+    return None if usage is None else int(usage)
 
 
 def diff_calls(before: dict[str, int], after: dict[str, int]) -> dict[str, int]:
@@ -156,6 +178,10 @@ class Measurer:
                 notes += self._check_cache_off(server, config)
             if config.kind == "raw":
                 notes += self._check_raw_bytes(server, config)
+            if config.accept_encoding:
+                self.read_header = f"Accept-Encoding: {config.accept_encoding}"
+            if config.namespace:
+                notes += self._check_coding(server, config)
             if stopped_redis is not None:
                 notes = self._stop_redis(server, stopped_redis)
             for workload in workloads or config.workloads:
@@ -210,6 +236,23 @@ class Measurer:
             return []
         return [f"WARNING: {config.label}: the first feed page differs from the service's "
                 f"({reply.status}, {len(reply.body)} bytes): the comparison is not like for like"]
+
+    def _check_coding(self, server: Server, config: Config) -> list[str]:
+        """The compression pair: a hit must come in the coding the configuration is about
+        (``br`` when compressing and asked for it, none otherwise)."""
+        path = self.files.hits.read_text().strip()
+        headers = {"Accept-Encoding": config.accept_encoding} if config.accept_encoding else {}
+        with Client(server.base_url) as client:
+            for _ in range(2):
+                reply = client.get(path, headers=headers)
+        coding = reply.headers.get("content-encoding", "")
+        wanted = "br" if config.compress and "br" in config.accept_encoding else ""
+        seen = (f"{reply.status} X-Cache={reply.x_cache or '-'} "
+                f"Content-Encoding={coding or '-'}, {len(reply.body):,} body bytes")
+        if coding == wanted and reply.x_cache == "HIT":
+            return [f"{config.label}: a warm GET of {path} answered {seen}"]
+        return [f"WARNING: {config.label}: a warm GET of {path} answered {seen}; expected a "
+                f"HIT with Content-Encoding={wanted or '-'}"]
 
     def _stop_redis(self, server: Server, redis_server: RedisServer) -> list[str]:
         """Warm the entry into Redis, stop Redis, then trip every worker's breaker."""
@@ -298,6 +341,9 @@ class Measurer:
                         route_misses=misses)
         if config.cache == "redis-hot":
             record.hot = hot_stats(server)
+        if config.namespace and workload == "hits":
+            record.entry_bytes = entry_bytes(
+                self.redis_main.url, entry_key(config.namespace, files.hits.read_text().strip()))
         if stale_dir is not None:
             report = stale.check_dir(stale_dir, {i.id: base for i in self.files.items})
             record.stale = report.as_dict()

@@ -9,7 +9,7 @@ from typing import Any
 from bench.stats import Summary, Target, ratio
 
 ORDER = ("limit", "raw-asyncpg", "peer", "no-cache", "memory", "redis", "redis-hot", "redis-hot-2i",
-         "redis-stopped")
+         "redis-stopped", "redis-hot-plain", "redis-hot-br")
 WORKLOAD_TITLES = {"hits": "All hits (the feed's first page, one URL)",
                    "misses": "All misses (a new cursor on every request)",
                    "mixed": "Mixed (Zipf over the cached routes, 5% writes, stale-read check)"}
@@ -160,6 +160,27 @@ def raw_table(summaries: Mapping[tuple[str, int, str], Summary]) -> str:
     return "\n".join(lines) if len(lines) > 2 else ""
 
 
+def compression_table(summaries: Mapping[tuple[str, int, str], Summary]) -> str:
+    """The compression pair per workload: req/s, CPU, bytes on the wire and Redis memory."""
+    from bench.configs import BR, PLAIN, compression_pair
+
+    asked = {c.name: c.accept_encoding or "(none)" for c in compression_pair()}
+    lines = ["| workload | configuration | Accept-Encoding | req/s | server CPU µs/req | "
+             "bytes per response | Redis MEMORY USAGE of the entry |",
+             "|---|---|---|---|---|---|---|"]
+    for workload in ("hits", "misses"):
+        for name in (PLAIN, BR):
+            s = summaries.get((name, 1, workload))
+            if s is None:
+                continue
+            cpu = "" if s.cpu_us_per_request is None else f"{s.cpu_us_per_request:,.0f}"
+            wire = "" if s.bytes_per_request is None else f"{s.bytes_per_request:,.0f}"
+            entry = "" if s.entry_bytes is None else f"{s.entry_bytes:,}"
+            lines.append(f"| {workload} | {name} | `{asked[name]}` | {s.rps:,.0f} | {cpu} | "
+                         f"{wire} | {entry} |")
+    return "\n".join(lines) if len(lines) > 2 else ""
+
+
 def _commands_table(summaries: Mapping[tuple[str, int, str], Summary]) -> str:
     lines = ["| configuration | workers | workload | commands per request | by command |",
              "|---|---|---|---|---|"]
@@ -255,6 +276,17 @@ def markdown(*, summaries: Mapping[tuple[str, int, str], Summary], targets: list
                   "service's uncached feed, with no ORM, middleware or metrics. `hits` is the "
                   "feed's first page, `misses` a new cursor on every request; both run uncached "
                   "here.", ""]
+    compression = compression_table(summaries)
+    if compression:
+        lines += ["## Compression in the cache (hot tier, 1 worker)", "", compression, "",
+                  "`redis-hot-plain` stores bodies as they are (`CACHE_COMPRESS_MIN_BYTES` above "
+                  "`CACHE_MAX_BODY_BYTES`) and is asked without `Accept-Encoding`: the cache "
+                  "before compression. `redis-hot-br` stores bodies of at least 1 KiB "
+                  "brotli-encoded (the default) and is asked with `Accept-Encoding: gzip, br`, "
+                  "as browsers ask. Each keeps its entries under its own `CACHE_NAMESPACE` in "
+                  "the bench's Redis. Bytes per response are wrk's bytes read over responses "
+                  "(status line, headers and body); the entry's size is `MEMORY USAGE` of the "
+                  "feed's first page after the all-hits run.", ""]
     lines += ["## Stale-read verification (mixed workload)", "", _stale_table(summaries), "",
               "Every read of a written post was compared with the last write acknowledged "
               "before the read was sent. A PATCH clears the feed, its author's list and the "

@@ -55,6 +55,13 @@ class WrkResult:
     latency_ms: dict[str, float]
     errors: dict[str, int]
     counts: dict[str, int] = field(default_factory=dict)
+    bytes_read: int = 0
+    """Bytes wrk read from the server (``summary.bytes``): status lines, headers and bodies."""
+
+    @property
+    def bytes_per_request(self) -> float | None:
+        """Bytes on the wire per response, headers included; None when nothing was read."""
+        return self.bytes_read / self.requests if self.requests and self.bytes_read else None
 
     @property
     def rps(self) -> float:
@@ -86,7 +93,8 @@ class WrkResult:
         return {"requests": self.requests, "duration_s": self.duration_s, "rps": self.rps,
                 "latency_ms": self.latency_ms, "errors": self.errors, "counts": self.counts,
                 "non_2xx": self.non_2xx, "error_total": self.error_total,
-                "hit_rate": self.hit_rate}
+                "hit_rate": self.hit_rate, "bytes": self.bytes_read,
+                "bytes_per_request": self.bytes_per_request}
 
 
 def parse_output(stdout: str) -> WrkResult:
@@ -100,7 +108,8 @@ def parse_output(stdout: str) -> WrkResult:
     latency = {k: v / 1000.0 for k, v in data["latency_us"].items()}
     return WrkResult(requests=int(data["requests"]), duration_s=data["duration_us"] / 1e6,
                      latency_ms=latency, errors={k: int(v) for k, v in data["errors"].items()},
-                     counts={k: int(v) for k, v in data.get("counts", {}).items()})
+                     counts={k: int(v) for k, v in data.get("counts", {}).items()},
+                     bytes_read=int(data.get("bytes", 0)))
 
 
 def script_text(workload: str) -> str:

@@ -96,3 +96,53 @@ def test_uncached_feed_is_compared_with_the_raw_reference() -> None:
     assert "## Uncached feed vs the raw asyncpg reference" in text
     assert "| hits | 1 | 600 | 1,000 | 0.60x | 1,000 | 500 | 2.00x |" in text
     assert "| misses | 1 | 700 | 1,000 | 0.70x | 1,000 | 500 | 2.00x |" in text
+
+
+def test_compression_targets_compare_br_hits_with_uncompressed_hits() -> None:
+    """req/s, server CPU, bytes on the wire and Redis memory of redis-hot-br against
+    redis-hot-plain, on the all-hits URL."""
+    def hits(config: str, rps: float, cpu_s: float, per_response: int,
+             entry: int) -> dict[str, Any]:
+        record = _record(config, "hits", rps, hit=int(rps * 8))
+        record["result"]["bytes"] = per_response * record["result"]["requests"]
+        return record | {"server_cpu_s": cpu_s, "entry_bytes": entry}
+
+    records = [hits("redis-hot-plain", 10_000, 0.8, 6_800, 7_240),  # 10 µs per request
+               hits("redis-hot-br", 10_500, 0.8, 2_160, 2_120),  # 9.5 µs per request
+               _record("redis-hot-br", "misses", 700)]
+    summaries = summarise(records)
+    targets = {t.name: t for t in check_targets(summaries, None)}
+    rps = targets["Compressed hits (br): req/s vs uncompressed hits"]
+    assert (rps.measured, rps.required, rps.met) == ("1.05x", ">= 1.00x", True)
+    cpu = targets["Compressed hits (br): server CPU per request vs uncompressed"]
+    assert (cpu.measured, cpu.required, cpu.met) == ("0.95x", "<= 1.00x", True)
+    wire = targets["Bytes per feed hit (headers included), br vs uncompressed"]
+    assert (wire.measured, wire.required, wire.met) == \
+        ("0.32x (2,160 vs 6,800)", "<= 0.35x", True)
+    memory = targets["Redis memory per feed entry, compressed vs uncompressed"]
+    assert (memory.measured, memory.met) == ("0.29x (2,120 vs 7,240 bytes)", True)
+    text = markdown(summaries=summaries, targets=list(targets.values()), growth={},
+                    profile=None, meta=META)
+    assert "## Compression in the cache (hot tier, 1 worker)" in text
+    assert "| hits | redis-hot-plain | `(none)` | 10,000 | 10 | 6,800 | 7,240 |" in text
+    assert "| hits | redis-hot-br | `gzip, br` | 10,500 | 10 | 2,160 | 2,120 |" in text
+    assert "| misses | redis-hot-br | `gzip, br` | 700 |  |  |  |" in text
+
+
+def test_compression_targets_fail_over_the_bounds_and_need_both_configurations() -> None:
+    def hits(config: str, rps: float, total_bytes: int, entry: int) -> dict[str, Any]:
+        record = _record(config, "hits", rps, hit=1)
+        record["result"]["bytes"] = total_bytes
+        return record | {"entry_bytes": entry}
+
+    plain = hits("redis-hot-plain", 10_000, 1_000_000, 1_000)
+    br = hits("redis-hot-br", 9_000, 360_000, 360)
+    targets = {t.name: t for t in check_targets(summarise([plain, br]), None)}
+    assert targets["Compressed hits (br): req/s vs uncompressed hits"].met is False
+    assert targets["Bytes per feed hit (headers included), br vs uncompressed"].met is False
+    assert targets["Redis memory per feed entry, compressed vs uncompressed"].met is False
+    # No CPU measured: no CPU cross-check.
+    assert "Compressed hits (br): server CPU per request vs uncompressed" not in targets
+    alone = {t.name for t in check_targets(summarise([br]), None)}
+    assert not any(name.startswith(("Compressed", "Bytes per feed", "Redis memory"))
+                   for name in alone)

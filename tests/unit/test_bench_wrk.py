@@ -57,3 +57,12 @@ def test_scripts_share_the_common_done_and_define_request_and_response(workload:
     assert text.index("function done(") < text.index("function request(")
     assert "function response(" in text
     assert "BENCH_JSON" in text
+
+
+def test_parse_output_reads_bytes_on_the_wire_per_response() -> None:
+    """wrk's ``summary.bytes`` (headers and bodies) over the responses it counted."""
+    result = parse_output(_line())
+    assert result.bytes_read == 54_000_000
+    assert result.bytes_per_request == pytest.approx(5_400)
+    assert result.as_dict()["bytes_per_request"] == pytest.approx(5_400)
+    assert parse_output(_line(bytes=0)).bytes_per_request is None
