@@ -79,7 +79,14 @@ class CachedResponse(HTTPResponse):
             if name == "content-encoding" and value == coding:
                 yield _CODING_LINES[coding]  # one of ours: known safe, encoded once
                 continue
-            yield sanitize(name).encode("ascii"), sanitize(f"{value}").encode(
+            text = value if type(value) is str else f"{value}"
+            if name.isascii() and text.isascii() and text.isprintable():
+                # Nothing to remove (Sanic strips only CR, LF and NUL, which are not
+                # printable): the per-request lines (Age, Cache-Status, Content-Length,
+                # X-Request-ID) skip two str.translate calls each.
+                yield name.encode("ascii"), text.encode("ascii")
+                continue
+            yield sanitize(name).encode("ascii"), sanitize(text).encode(
                 errors="surrogateescape")
 
 

@@ -6,10 +6,13 @@ Sane means 1 to ``MAX_LENGTH`` characters of ``[A-Za-z0-9._:+/=-]``: the id is e
 header and written into logs, so it must not carry spaces, quotes, commas or control characters
 (header splitting, forged log fields) nor be large enough to flood either.
 
-The id lives in a ``ContextVar`` for the time the request is handled: Sanic runs the request
-middleware, the handler and the response middleware of one request in one task, so every log
-call on the way sees it (``RequestIdFilter`` copies it onto the record). The response hook runs
-for cache hits (a short-circuit) and error responses too, so every response carries the header.
+The id lives in a ``ContextVar`` for the time the request is handled: Sanic builds the request
+and runs its middleware, handler and response middleware in one task, so every log call on the
+way sees it (``RequestIdFilter`` copies it onto the record). ``IdentifiedRequest`` (the app's
+request class) sets it when the request is built and puts the header on whatever
+``respond`` sends: handler responses, cache hits (a short-circuit), routing errors and error
+responses alike. A request class rather than a pair of middleware: Sanic's middleware dispatch
+cost a cache hit about 6% of its throughput.
 """
 
 from __future__ import annotations
@@ -21,9 +24,8 @@ from contextvars import ContextVar
 from typing import Any
 
 from sanic import Request, Sanic
-from sanic.response import BaseHTTPResponse
 
-__all__ = ["HEADER", "MAX_LENGTH", "RequestIdFilter", "current_request_id",
+__all__ = ["HEADER", "MAX_LENGTH", "IdentifiedRequest", "RequestIdFilter", "current_request_id",
            "install_request_id", "new_request_id", "sane_request_id"]
 
 HEADER = "x-request-id"
@@ -32,10 +34,6 @@ MAX_LENGTH = 128
 
 _SANE = re.compile(r"[A-Za-z0-9._:+/=-]{1,%d}" % MAX_LENGTH)
 _CURRENT: ContextVar[str | None] = ContextVar("request_id", default=None)
-
-# Before every other middleware (the cache's lookup logs too), and its response hook last, after
-# the cache's: Sanic runs response middleware in reverse priority order.
-_PRIORITY = 1_000_000
 
 
 def sane_request_id(value: str | None) -> str | None:
@@ -68,24 +66,29 @@ class RequestIdFilter(logging.Filter):
         return True
 
 
-async def _on_request(request: Request) -> None:
-    request_id = sane_request_id(request.headers.get(HEADER)) or new_request_id()
-    request.ctx.request_id = request_id
-    _CURRENT.set(request_id)
+class IdentifiedRequest(Request):
+    """A request that knows its id from the moment it is built (see the module docstring)."""
 
+    __slots__ = ("request_id",)
 
-async def _on_response(request: Request, response: BaseHTTPResponse) -> None:
-    # Routing errors (404, 405) skip the request middleware: they get an id here.
-    request_id = getattr(request.ctx, "request_id", None)
-    if request_id is None:
-        request_id = sane_request_id(request.headers.get(HEADER)) or new_request_id()
-    response.headers[HEADER] = request_id
-    # The next request on this keep-alive connection runs in the same task: no stale id on
-    # whatever is logged before its own request middleware runs.
-    _CURRENT.set(None)
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.request_id = sane_request_id(self.headers.get(HEADER)) or new_request_id()
+        _CURRENT.set(self.request_id)
+
+    async def respond(self, *args: Any, **kwargs: Any) -> Any:
+        response = await super().respond(*args, **kwargs)
+        # After the response middleware (which may replace the response), before anything is
+        # sent: Sanic sends the headers on the first ``send``.
+        if response is not None:
+            response.headers[HEADER] = self.request_id
+        # The next request on this keep-alive connection runs in the same task: no stale id on
+        # whatever is logged before it is built.
+        _CURRENT.set(None)
+        return response
 
 
 def install_request_id(app: Sanic[Any, Any]) -> None:
     """Give every request of ``app`` an id (see the module docstring)."""
-    app.register_middleware(_on_request, "request", priority=_PRIORITY)
-    app.register_middleware(_on_response, "response", priority=_PRIORITY)
+    if not issubclass(app.request_class, IdentifiedRequest):
+        app.request_class = IdentifiedRequest
