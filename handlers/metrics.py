@@ -129,7 +129,9 @@ class _RequestObserver:
         self._worker_requests = metrics.worker_requests
 
     async def __call__(self, request: Request, response: HTTPResponse) -> None:
-        started = getattr(request.ctx, "metrics_started", None)
+        started = getattr(request, "received_at", None)
+        if started is None:
+            started = getattr(request.ctx, "metrics_started", None)
         route = request.uri_template or UNMATCHED_ROUTE
         method = request.method if request.method in _METHODS else "OTHER"
         status = str(response.status)
@@ -147,7 +149,10 @@ def install_metrics(app: Sanic, metrics: Metrics | None = None) -> Metrics:
     _observe_response = _RequestObserver(metrics)
     # First in, last out: the timer starts before the cache's lookup (a hit short-circuits the
     # rest of the request middleware) and stops after every other response middleware.
-    app.on_request(_start_timer, priority=1_000_000)
+    if not hasattr(app.request_class, "received_at"):
+        # A request class that stamps its arrival (observability.request_id) saves a
+        # middleware dispatch on every request, cache hits included.
+        app.on_request(_start_timer, priority=1_000_000)
     app.on_response(_observe_response, priority=-1_000_000)
     app.blueprint(bp)
 
