@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import json
 import logging
 import time
+import urllib.request
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -26,6 +28,14 @@ BENCH_COMMANDS = frozenset({"info", "dbsize", "scan", "unlink", "debug", "hello"
 """Commands the bench itself sends to Redis: left out of the per-request counts (``hello``:
 the handshake of the bench's own connection for ``INFO``; the service's connections are all
 open before a measured run starts)."""
+
+
+def standin_requests(base_url: str) -> int:
+    """HTTP requests the REST stand-in has served (``tests.upstash_standin.COUNT_PATH``)."""
+    from tests.upstash_standin import COUNT_PATH
+
+    with urllib.request.urlopen(base_url + COUNT_PATH, timeout=5) as reply:
+        return int(json.loads(reply.read())["requests"])
 
 
 @dataclass
@@ -54,6 +64,8 @@ class Record:
     """Each instance's own wrk result, when several ran at once (``result`` combines them)."""
     hot: dict[str, Any] | None = None
     """``stats.hot`` of ``/health/cache`` after the run (one worker's view)."""
+    http_requests: int | None = None
+    """HTTP requests the REST stand-in served during the run (``upstash-rest``)."""
     entry_bytes: int | None = None
     """``MEMORY USAGE`` of the all-hits URL's entry in Redis after the run (the compression
     pair, which keeps its entries under its own namespace)."""
@@ -141,6 +153,8 @@ class Measurer:
     read_header: str = ""
     """``Name: value`` sent with every GET of the current configuration (see _check_cache_off)."""
     _items: list[WritablePost] | None = None
+    _standin: Server | None = None
+    """The REST stand-in of the configuration being measured (``upstash-rest``)."""
 
     def run_config(self, config: Config, round_no: int, records: list[Record],
                    workloads: tuple[str, ...] | None = None) -> None:
@@ -167,6 +181,7 @@ class Measurer:
                                rest_url=standin.base_url if standin else None)
                    for name in names]
         server = servers[0]
+        self._standin = standin
         try:
             if standin is not None:
                 standin.start()
@@ -326,6 +341,8 @@ class Measurer:
         misses_before = route_misses(server) if watch_routes else {}
         watch_redis = config.uses_redis
         before = command_calls(self.redis_main.url) if watch_redis else {}
+        standin = self._standin
+        http_before = standin_requests(standin.base_url) if standin is not None else None
         # Writes of the mixed workload leave PostgreSQL busy for a while (autovacuum):
         # let that (and other tenants) settle before every measured run, not just per server.
         busy = wait_for_quiet(max_wait=10.0)
@@ -333,12 +350,14 @@ class Measurer:
         result = self._wrk(server, workload, paths, self.duration, **extra)
         cpu = server.cpu_seconds() - cpu_before
         commands = diff_calls(before, command_calls(self.redis_main.url)) if watch_redis else None
+        http_requests = (standin_requests(standin.base_url) - http_before
+                         if standin is not None and http_before is not None else None)
         misses = {route: n - misses_before.get(route, 0)
                   for route, n in route_misses(server).items()} if watch_routes else None
         record = Record(config.name, config.workers, workload, round_no, result.as_dict(),
                         redis_commands=commands, notes=notes, server_cpu_s=round(cpu, 3),
                         cpu_busy_before=round(busy, 2),
-                        route_misses=misses)
+                        route_misses=misses, http_requests=http_requests)
         if config.cache == "redis-hot":
             record.hot = hot_stats(server)
         if config.namespace and workload == "hits":

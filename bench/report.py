@@ -308,6 +308,13 @@ def markdown(*, summaries: Mapping[tuple[str, int, str], Summary], targets: list
               "serves sends no command; what remains is the invalidation channel's heartbeat "
               "(`ping`, one a second per worker) and the odd expiry. `redis-stopped` keeps the "
               "default; its Redis is stopped before the runs, so neither tier is in use.", ""]
+    http = sorted((s for s in summaries.values() if s.http_requests_per_request is not None),
+                  key=lambda s: (s.config, s.workers, s.workload))
+    if http:
+        lines += ["HTTP requests per request to the REST stand-in (each carries the commands "
+                  "above; counted by the stand-in): " + ", ".join(
+                      f"{s.config} {s.workload} {s.http_requests_per_request:.2f}"
+                      for s in http) + ".", ""]
     hot = [s for s in summaries.values() if s.hot_hits is not None and s.workload == "hits"]
     if hot:
         lines += ["Hot-tier hits counted by `/health/cache` after the all-hits run (the "

@@ -26,6 +26,8 @@ class Summary:
     hit_rate: float | None
     redis_commands_per_request: float | None = None
     redis_commands: dict[str, float] = field(default_factory=dict)
+    http_requests_per_request: float | None = None
+    """REST backend only: HTTP requests the stand-in served per request."""
     stale_reads: int | None = None
     reads_checked: int | None = None
     writes_acknowledged: int | None = None
@@ -85,6 +87,10 @@ def summarise(records: Iterable[Mapping[str, Any]]) -> dict[tuple[str, int, str]
                     per[name] = per.get(name, 0.0) + count
             summary.redis_commands = {k: v / requests for k, v in sorted(per.items())}
             summary.redis_commands_per_request = sum(per.values()) / requests if requests else None
+        http = [(r["http_requests"], r["result"]["requests"]) for r in runs
+                if r.get("http_requests") is not None]
+        if http and sum(n for _, n in http):
+            summary.http_requests_per_request = sum(h for h, _ in http) / sum(n for _, n in http)
         cpu = [(r["server_cpu_s"], r["result"]["requests"]) for r in runs
                if r.get("server_cpu_s") is not None]
         if cpu and sum(n for _, n in cpu):

@@ -61,6 +61,10 @@ def _reply(value: Any, base64_on: bool) -> dict[str, Any]:
     return {"result": _encode(value, base64_on)}
 
 
+COUNT_PATH = "/__standin/requests"
+"""``GET`` it for ``{"requests": <HTTP requests served>}`` (the bench counts requests per run)."""
+
+
 class UpstashStandin:
     """The stand-in server (see the module docstring). ``url`` once started."""
 
@@ -155,6 +159,10 @@ class UpstashStandin:
             headers[name.strip().lower()] = value.strip()
         body = await reader.readexactly(int(headers.get("content-length", "0")))
         path = target.split("?", 1)[0]
+        if path == COUNT_PATH and method == "GET":
+            # For the bench: the HTTP requests served so far (this one not counted).
+            await self._send(writer, 200, orjson.dumps({"requests": self.total_requests()}))
+            return True
         self.requests[path] += 1
         if self.fault == "hang":
             await asyncio.Event().wait()  # until stop() cancels it

@@ -245,3 +245,13 @@ def test_two_instance_targets_fail_on_late_stale_reads_or_no_reads_on_b() -> Non
                    "content"].met is False
     targets = _targets([_pair(_stale(0, on_b=0), _probe(0, [1.0]))])
     assert targets["2 instances: stale reads beyond 5 ms (wrk logs, writes on A)"].met is False
+
+
+def test_http_requests_per_request_pool_the_rounds_of_the_rest_configuration() -> None:
+    first = _record("upstash-rest", "misses", 100)  # 1,000 requests
+    second = _record("upstash-rest", "misses", 100, round_no=2)
+    first["http_requests"], second["http_requests"] = 2000, 2020
+    summaries = summarise([first, second, _record("redis", "misses", 100)])
+    assert summaries[("upstash-rest", 1, "misses")].http_requests_per_request == \
+        pytest.approx(2.01)
+    assert summaries[("redis", 1, "misses")].http_requests_per_request is None
