@@ -161,7 +161,7 @@ class UpstashStandin:
         path = target.split("?", 1)[0]
         if path == COUNT_PATH and method == "GET":
             # For the bench: the HTTP requests served so far (this one not counted).
-            await self._send(writer, 200, orjson.dumps({"requests": self.total_requests()}))
+            await self._send(writer, 200, orjson.dumps({"requests": self.total_requests}))
             return True
         self.requests[path] += 1
         if self.fault == "hang":
