@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import ssl
 import time
 from collections.abc import Awaitable, Callable
 from functools import wraps
@@ -66,6 +67,8 @@ class DatabaseUnavailable(Exception):
 def _unavailable(exc: BaseException) -> bool:
     cause: BaseException | None = exc
     while cause is not None:
+        if isinstance(cause, ssl.SSLError):
+            return False  # a TLS or certificate failure is configuration, not an outage
         if isinstance(cause, _NOT_SENT + _LOST):
             return True
         cause = cause.__cause__
