@@ -28,9 +28,12 @@ _hasher = PasswordHasher()
 
 def _lower_priority() -> None:
     # Hashing is the only CPU-heavy work here; the event loops serving cache hits must win
-    # the cores during a burst of sign-ins. Linux threads take their own nice value.
+    # the cores during a burst of sign-ins. Linux threads take their own nice value. At 19 a
+    # hash gets about 1.5% of a core an event loop wants (at 10 it got 10%, which showed in
+    # the hit p99 while hashes ran: bench/login_burst.py), and still ends within seconds on
+    # a saturated machine, where SCHED_IDLE could starve it.
     try:
-        os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), 10)
+        os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), 19)
     except (AttributeError, OSError):  # not Linux, or not allowed: run at normal priority
         pass
 

@@ -107,4 +107,4 @@ async def test_hashing_runs_below_the_event_loops_priority() -> None:
     threads = [t for t in threading.enumerate() if t.name.startswith("argon2")]
     assert threads
     loop_nice = os.getpriority(os.PRIO_PROCESS, threading.get_native_id())
-    assert all(os.getpriority(os.PRIO_PROCESS, t.native_id) > loop_nice for t in threads)
+    assert all(os.getpriority(os.PRIO_PROCESS, t.native_id) == 19 > loop_nice for t in threads)
