@@ -1,6 +1,6 @@
 """Content codings of cached bodies: compressed once when stored, chosen per request.
 
-A body of at least ``CACHE_COMPRESS_MIN_BYTES`` is stored brotli-encoded (quality 5) and
+A body of at least ``CACHE_COMPRESS_MIN_BYTES`` is stored brotli-encoded (quality 2) and
 nothing else; each request then gets the representation its ``Accept-Encoding`` prefers
 (RFC 9110 12.5.3):
 
@@ -12,34 +12,43 @@ nothing else; each request then gets the representation its ``Accept-Encoding`` 
 Decoded and re-encoded bodies are kept per worker in ``Representations`` (bounded, keyed by
 ETag), so only the first such hit of a body in a worker pays for the decode.
 
-Why one stored coding, brotli, at quality 5 (measured on a 6.4 KB feed page of the demo data,
-one core of the development machine, µs per call):
+Why one stored coding, brotli, at quality 2 (a 6,588-byte feed page of the demo data, one
+core of the development machine, µs per call in a tight loop):
 
-=============  ======  ======  ======  ==========================================
-coding         bytes   encode  decode  note
-=============  ======  ======  ======  ==========================================
-identity        6,422       -       -
-gzip -6         1,991      61      11  0.31x; gzip -1: 2,059 bytes, 49 µs
-br -4           1,943      57      11
-br -5           1,841      79      11  0.29x: the stored coding
-br -6           1,841      83      11  no smaller than 5 on JSON pages
-br -9           1,840   1,670      11  no gain, 20x the CPU
-br -11          1,671   6,309      14  0.26x for 80x the CPU of quality 5
-=============  ======  ======  ======  ==========================================
+=============  ======  ======  ==================================================
+coding         bytes   encode  note
+=============  ======  ======  ==================================================
+identity        6,588       -
+gzip -1         2,112      25
+gzip -6         1,996      39
+br -1           2,112      22
+br -2           2,031      32  0.31x: the stored coding
+br -3           2,002      40
+br -4           1,977      69
+br -5           1,847      93  0.28x: the stored coding until 2026-12
+br -11          ~1,670  6,000+
+=============  ======  ======  ==================================================
 
-Storing gzip too would double what Redis holds (0.60x instead of 0.29x: over the 0.35x the
+The loop flatters the higher qualities: from quality 4 up brotli's hash tables are large
+(about 1 MiB at 5) and set up per call, and inside the service, where other work has
+evicted them from the CPU caches, they cost far more. In the bench's compression pair (all
+misses, hot tier, 1 worker, CPU per request with ``gzip, br`` minus without compression,
+one run each on the same database) quality 5 added 211 µs to a miss, quality 2 45 µs and
+quality 1 77 µs (noise: 1 is no slower than 2 in the loop), while the bytes per feed hit on
+the wire went from 0.31x (quality 5) to 0.34x (quality 2) and 0.35x (quality 1) of the
+uncompressed ones. A miss is what a reader waits for after every write, so quality 2.
+Decoding is quality-independent (about 11 µs for a feed page).
+
+Storing gzip too would double what Redis holds (0.60x instead of 0.31x: over the 0.35x the
 cache targets) to save gzip-only clients one re-encoding per body and worker; storing gzip
-alone would send browsers (``gzip, br``) 8 % more bytes than brotli and, with the response
-headers, leave no margin under 0.35x of today's bytes per hit. Quality 5 costs a miss 79 µs
-once, and clients that take br (browsers, Node's fetch, ``curl --compressed``) get the stored
-bytes with no work at all.
+alone would cost the same as brotli at quality 1 with no margin under 0.35x of the bytes
+per hit, and clients that take br (browsers, Node's fetch, ``curl --compressed``) get the
+stored bytes with no work at all.
 
-Measured on the demo feed page (one worker, Redis with the hot tier, ``wrk -t1 -c32``, 3 s
-runs interleaved with the code before this module): bytes per hit on the wire, headers
-included, 6,789 before and 2,161 for ``gzip, br`` (0.32x); ``MEMORY USAGE`` of the entry
-7,240 before, 2,120 (0.29x); hits per second and server CPU per hit the same within the noise
-of the shared machine (13.9k req/s both; 67 µs br vs 70 µs before, averaged over 4 pairs).
-In-process, negotiation and the extra header line cost a hit about 0.5 µs.
+When this module came (quality 5, the demo feed page, one worker, Redis with the hot tier,
+``wrk -t1 -c32``): bytes per hit on the wire, headers included, 6,789 before and 2,161 for
+``gzip, br`` (0.32x); ``MEMORY USAGE`` of the entry 7,240 before, 2,120 (0.29x). The bench's
+compression pair (``bench/results/latest.md``) has today's numbers.
 
 Below ``CACHE_COMPRESS_MIN_BYTES`` (default 1 KiB) a body is stored as it is: a 364-byte post
 shrinks to 202 bytes, of which ``Content-Encoding`` and ``Vary`` take back 45, while every
@@ -67,7 +76,7 @@ __all__ = ["BR", "GZIP", "IDENTITY", "QUALITY", "Representations", "body_for", "
 BR = "br"
 GZIP = "gzip"
 IDENTITY = "identity"
-QUALITY = 5
+QUALITY = 2
 """Brotli quality of stored bodies (see the module docstring's measurements)."""
 _GZIP_LEVEL = 1
 _MIN_SAVING = 8
