@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import statistics
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
@@ -31,6 +32,7 @@ class Summary:
     stale_reads: int | None = None
     reads_checked: int | None = None
     writes_acknowledged: int | None = None
+    hits: int = 0
     misses: int = 0
     writes: int = 0
     requests: int = 0
@@ -75,7 +77,8 @@ def summarise(records: Iterable[Mapping[str, Any]]) -> dict[tuple[str, int, str]
             errors=sum(r["error_total"] for r in results),
             non_2xx=sum(r["non_2xx"] for r in results),
             hit_rate=hits / (hits + misses) if rates and hits + misses else None,
-            misses=misses, writes=sum(r["counts"].get("writes", 0) for r in results),
+            hits=hits, misses=misses,
+            writes=sum(r["counts"].get("writes", 0) for r in results),
             requests=sum(int(r.get("requests", 0)) for r in results))
         commands = [(r["redis_commands"], r["result"]["requests"]) for r in runs
                     if r.get("redis_commands") is not None]
@@ -281,6 +284,20 @@ HOT_COMMANDS_PER_HIT = 0.005
 (``PING``, one a second per worker) and an entry's rare expiry are all that may remain."""
 
 
+def significantly_lower(hits: int, total: int, base_hits: int,
+                        base_total: int) -> tuple[bool, float]:
+    """Whether the hit rate ``hits / total`` is below ``base_hits / base_total`` by more than
+    sampling noise explains, and that margin: a one-sided two-proportion z-test at 95 %
+    (1.645 standard errors of the difference, from the pooled rate). Over about 100,000
+    reads each at a 93 % hit rate the margin is about 0.18 percentage point."""
+    if not total or not base_total:
+        return False, 0.0
+    pooled = (hits + base_hits) / (total + base_total)
+    error = math.sqrt(pooled * (1 - pooled) * (1 / total + 1 / base_total))
+    margin = 1.645 * error
+    return hits / total < base_hits / base_total - margin, margin
+
+
 def _hot_targets(summaries: Mapping[tuple[str, int, str], Summary]) -> list[Target]:
     """The hot tier's targets: L1 hits against the limit, zero Redis commands, the mixed hit
     rate with 2 workers, and coherence across two instances."""
@@ -311,9 +328,14 @@ def _hot_targets(summaries: Mapping[tuple[str, int, str], Summary]) -> list[Targ
         targets.append(Target("Mixed (redis-hot): hit rate with 5% writes",
                               f"{100 * one.hit_rate:.1f}%", ">= 95%", one.hit_rate >= 0.95))
     if one and two and one.hit_rate is not None and two.hit_rate is not None:
-        targets.append(Target("Mixed (redis-hot): hit rate, 2 workers vs 1",
-                              f"{100 * two.hit_rate:.1f}% vs {100 * one.hit_rate:.1f}%",
-                              ">= the 1-worker rate", two.hit_rate >= one.hit_rate))
+        lower, margin = significantly_lower(two.hits, two.hits + two.misses,
+                                            one.hits, one.hits + one.misses)
+        targets.append(Target(
+            "Mixed (redis-hot): hit rate, 2 workers vs 1",
+            f"{100 * two.hit_rate:.2f}% vs {100 * one.hit_rate:.2f}% "
+            f"(difference {100 * (two.hit_rate - one.hit_rate):+.2f} pt; "
+            f"sampling margin {100 * margin:.2f} pt)",
+            ">= the 1-worker rate (not lower beyond the sampling margin)", not lower))
     pair = get("redis-hot-2i", "mixed")
     if pair and pair.stale_beyond_grace is not None:
         b = pair.stale_by_source.get("B", {})
