@@ -20,7 +20,7 @@ from middleware.cache import ResponseCache
 from middleware.helpers import get_cached, invalidate_cache, set_cached
 from middleware.observer import CacheObserver
 from middleware.rules import CacheRule, InvalidationRule
-from middleware.sanic import install_cache
+from middleware.install import install_cache
 from middleware.settings import CacheSettings, CacheSettingsError
 
 __all__ = [

@@ -1,4 +1,4 @@
-"""The Sanic wiring: request/response hooks around ``ResponseCache``, and ``install_cache``.
+"""The Sanic request/response hooks around ``ResponseCache`` (``install.install_cache`` wires them).
 
 The request hook resolves the route's rule (one dict lookup by route name in the
 ``routes.RouteTable`` bound at start-up),
@@ -25,16 +25,13 @@ from collections.abc import Callable, Iterable
 from inspect import isawaitable
 from typing import Any
 
-from sanic import Request, Sanic
+from sanic import Request
 from sanic.response import BaseHTTPResponse, HTTPResponse
 
-from middleware.backends.base import CacheBackend, CacheBackendError
+from middleware.backends.base import CacheBackendError
 from middleware.cache import HIT, STALE, Lookup, ResponseCache
-from middleware.coherence import Coherence
 from middleware.encoding import IDENTITY, etag_for_coding, negotiate
-from middleware.leases import HostLeases
 from middleware.keys import EPOCH_TAG, TagTooLong, canonical_query, response_key
-from middleware.observer import CacheObserver
 from middleware.record import Record
 from middleware.refresh import Refreshes
 from middleware.policy import (
@@ -44,16 +41,13 @@ from middleware.policy import (
 from middleware.response import CachedResponse, answer_stale
 from middleware.routes import ReadRoute, RouteTable
 from middleware.rules import CacheRule, InvalidationRule
-from middleware.settings import CacheSettings
 from middleware.status import CacheStatus
 
-__all__ = ["CacheHooks", "install_cache"]
+__all__ = ["CacheHooks", "Identify"]
 
 log = logging.getLogger(__name__)
 
 Identify = Callable[[Request], Any]
-_SHARED_CTX_NAME = "response_cache_coherence"
-_SHARED_LEASES_NAME = "response_cache_leases"
 
 
 class _State:
@@ -304,51 +298,3 @@ class CacheHooks:
             await self.cache.invalidate(tags, route=rule.path)
         except CacheBackendError as exc:
             self.cache.failed(exc, rule.path, "invalidate")
-
-
-def install_cache(app: Sanic[Any, Any],
-                  rules: Iterable[CacheRule | InvalidationRule] = (),
-                  settings: CacheSettings | None = None, backend: CacheBackend | None = None,
-                  identify: Identify | None = None,
-                  observer: CacheObserver | None = None) -> ResponseCache:
-    """Install the response cache on ``app`` in one call; returns it (also ``app.ctx.cache``).
-
-    ``backend``: ``None`` selects Redis from ``settings.redis_url`` (with memory fallback)
-    or memory alone; pass a ``MemoryBackend`` or a ``RedisBackend`` to choose explicitly.
-    ``identify(request) -> str | None`` gives the user id for per-user rules.
-    """
-    settings = settings or CacheSettings.from_env()
-    cache = ResponseCache(settings, backend, observer=observer)
-    hooks = CacheHooks(cache, rules, identify)
-    app.ctx.cache = cache
-    app.ctx.cache_hooks = hooks
-
-    async def create_shared_state(app: Sanic[Any, Any]) -> None:
-        setattr(app.shared_ctx, _SHARED_CTX_NAME, Coherence.create_shared())
-        setattr(app.shared_ctx, _SHARED_LEASES_NAME, HostLeases.create_shared())
-
-    async def open_cache(app: Sanic[Any, Any]) -> None:
-        parts = getattr(app.shared_ctx, _SHARED_CTX_NAME, None)
-        if parts is not None:
-            cache.tiers.coherence = Coherence.attach(parts, max_pending=settings.max_pending_tags)
-        leases = getattr(app.shared_ctx, _SHARED_LEASES_NAME, None)
-        if leases is not None:
-            cache.leases = HostLeases.attach(leases)
-        hooks.bind(app.router.routes)
-        await cache.open()
-
-    async def stop_refreshes(app: Sanic[Any, Any]) -> None:
-        await hooks.refreshes.close()  # before the database they may use goes away
-
-    async def close_cache(app: Sanic[Any, Any]) -> None:
-        await cache.close()
-
-    app.register_listener(create_shared_state, "main_process_start")
-    # Last among the start-up listeners: sanic-ext adds its automatic HEAD routes (named
-    # ``<route>_head``) in ``before_server_start`` too, and they must get the GET rule.
-    app.register_listener(open_cache, "before_server_start", priority=-100_000)
-    app.register_listener(stop_refreshes, "before_server_stop")
-    app.register_listener(close_cache, "after_server_stop")
-    app.register_middleware(hooks.on_request, "request")
-    app.register_middleware(hooks.on_response, "response")
-    return cache
