@@ -206,7 +206,7 @@ class ResponseCache:
     async def lookup(self, route: str, key: str, tags: Sequence[str], *,
                      refresh: bool = False, lead: bool = True, count: bool = True,
                      hot_ttl: float | None = None,
-                     freshness: Freshness | None = None) -> Lookup:
+                     freshness: Freshness | None = None, hot_first: bool = True) -> Lookup:
         """Read ``key`` and the generations of ``tags``; a hit sets ``lookup.record``.
 
         On a miss with ``lead`` the caller becomes the single-flight leader for the key and
@@ -216,18 +216,15 @@ class ResponseCache:
         ``freshness``: the rule's stale windows (``middleware.stale``); a current entry past
         its TTL is then ``STALE`` (served; with ``lead`` and no refresh running in this
         process, ``lookup.future`` is set and the caller must refresh and ``release``) or a
-        miss with ``lookup.stale`` set.
+        miss with ``lookup.stale`` set. ``hot_first=False``: the caller has just asked
+        ``lookup_hot`` for this key (and found nothing).
         """
         hot = self.hot
         coherence = self.tiers.coherence
-        if hot is not None and hot_ttl is not None and not refresh:
-            # First, before anything else: a hot hit costs no Redis command and no tier
-            # selection (the hot tier is flushed on every breaker transition).
-            hot_record = hot.get(key, coherence.counters)
-            if hot_record is not None:
-                return self._hit(Lookup(key, self.tiers.remote or self.tiers.memory,
-                                        hot_record.generations), hot_record,
-                                 route, count)
+        if hot_first and hot_ttl is not None and not refresh:
+            found = self.lookup_hot(route, key, count=count)
+            if found is not None:
+                return found
         tier = await self.tiers.select()
         state = None
         if not tier.shared:
@@ -274,6 +271,23 @@ class ResponseCache:
             self.misses += 1
             self.observer.on_lookup(route, MISS)
         return found
+
+    def lookup_hot(self, route: str, key: str, *, count: bool = True) -> Lookup | None:
+        """A hit of the hot tier, or None (then ``lookup``). Not a coroutine: no I/O, so the
+        request hook answers it without creating or awaiting one.
+
+        ``lookup`` starts here, before anything else: a hot hit costs no Redis command and no
+        tier selection (the hot tier is flushed on every breaker transition). Only for keys
+        whose rule may use the hot tier (``lookup``'s ``hot_ttl``), and not on a refresh.
+        """
+        hot = self.hot
+        if hot is None:
+            return None
+        record = hot.get(key, self.tiers.coherence.counters)
+        if record is None:
+            return None
+        return self._hit(Lookup(key, self.tiers.remote or self.tiers.memory,
+                                record.generations), record, route, count)
 
     async def _lead_on_host(self, found: Lookup, flight_key: str, tags: Sequence[str],
                             state: HotState | None) -> Lookup:

@@ -93,13 +93,10 @@ class CacheHooks:
         read = self.routes.reads.get(route.name)
         if read is None:
             return None
-        return await self._read(request, read, method == "HEAD")
-
-    async def _read(self, request: Request, read: ReadRoute,
-                    head: bool) -> HTTPResponse | None:
-        cache = self.cache
+        # One coroutine on the hit path (this one): a hot-tier hit needs no I/O, so the key,
+        # the hot tier and the response are plain calls.
+        head = method == "HEAD"
         rule = read.rule
-        headers = request.headers
         identity: str | None = None
         if rule.per_user and self.identify is not None:
             try:
@@ -112,6 +109,40 @@ class CacheHooks:
                             exc_info=True)
                 result = None
             identity = None if result is None else str(result)
+        keyed = self._key(request, read, head, identity)
+        if keyed is None:
+            return None
+        key, tags = keyed
+        cache = self.cache
+        headers = request.headers
+        honor = cache.settings.honor_client_no_cache  # off by default: no header reads
+        refresh = honor and client_wants_refresh(headers.get("cache-control"),
+                                                 headers.get("pragma"), honor)
+        if read.hot_ttl is not None and not refresh:
+            found = cache.lookup_hot(rule.path, key)
+            if found is not None:
+                request.ctx.cache_state = _State(rule, found, head)
+                return self._answer(request, read, found)
+        try:
+            found = await cache.lookup(rule.path, key, tags, refresh=refresh, lead=not head,
+                                       hot_ttl=read.hot_ttl, freshness=read.freshness,
+                                       hot_first=False)
+        except CacheBackendError as exc:
+            cache.failed(exc, rule.path, "lookup")
+            request.ctx.cache_state = _State(rule, None, head, failed=True)
+            return None
+        request.ctx.cache_state = _State(rule, found, head, refresh=refresh)
+        if found.record is None:
+            return None
+        if found.outcome == STALE and found.future is not None:
+            self._start_refresh(request, rule, found)
+        return self._answer(request, read, found)
+
+    def _key(self, request: Request, read: ReadRoute, head: bool,
+             identity: str | None) -> tuple[str, tuple[str, ...]] | None:
+        """The request's key and tags, or None when it bypasses the cache (counted)."""
+        rule = read.rule
+        headers = request.headers
         reason = bypass_reason(
             has_credentials="authorization" in headers or "cookie" in headers,
             per_user=rule.per_user, public=rule.public, identity=identity)
@@ -129,27 +160,19 @@ class CacheHooks:
             log.exception("Tags of cache rule %s failed; bypassing the cache", rule.path)
             self._bypass(request, rule, head)
             return None
-        key = response_key(cache.settings.namespace, request.path,
+        key = response_key(self.cache.settings.namespace, request.path,
                            canonical_query(request.query_string, read.query), identity)
-        honor = cache.settings.honor_client_no_cache  # off by default: no header reads
-        refresh = honor and client_wants_refresh(headers.get("cache-control"),
-                                                 headers.get("pragma"), honor)
-        try:
-            found = await cache.lookup(rule.path, key, tags, refresh=refresh, lead=not head,
-                                       hot_ttl=read.hot_ttl, freshness=read.freshness)
-        except CacheBackendError as exc:
-            cache.failed(exc, rule.path, "lookup")
-            request.ctx.cache_state = _State(rule, None, head, failed=True)
-            return None
-        request.ctx.cache_state = _State(rule, found, head, refresh=refresh)
+        return key, tags
+
+    def _answer(self, request: Request, read: ReadRoute, found: Lookup) -> HTTPResponse:
+        """The response of a hit, fresh or stale (a 304 when the client holds its ETag)."""
+        cache = self.cache
         record = found.record
-        if record is None:
-            return None
+        assert record is not None
+        headers = request.headers
         stale = found.outcome == STALE
-        if stale and found.future is not None:
-            self._start_refresh(request, rule, found)
         age = cache.age(record)
-        status = self.status.hit(rule.ttl - age, found.collapsed)
+        status = self.status.hit(read.ttl - age, found.collapsed)
         coding = negotiate(headers.get("accept-encoding"), record.encoding) if record.encoding \
             else IDENTITY
         inm = headers.get("if-none-match")
