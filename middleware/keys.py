@@ -18,6 +18,7 @@ under ``<ns>:gen:<tag>``; ``EPOCH_TAG`` is the global counter every entry depend
 from __future__ import annotations
 
 import hashlib
+import re
 from collections.abc import Collection, Iterable
 from typing import Any
 from urllib.parse import parse_qsl, quote
@@ -67,9 +68,18 @@ def canonical_query(query_string: str, allowed: Collection[str]) -> str:
     return "&".join(f"{_q(name)}={_q(value)}" for name, value in pairs)
 
 
+_UNCHANGED_PATH = re.compile(r"[A-Za-z0-9_.~/!$&'()*+,;=:@-]*")
+"""The paths ``quote(path, safe=_PATH_SAFE)`` returns as they are: only characters it never
+escapes (ASCII letters and digits, ``_.-~`` and ``_PATH_SAFE``; no ``%``)."""
+
+
 def canonical_path(path: str) -> str:
     """``path`` escaped to ASCII, never decoded (see the module docstring): distinct raw paths
     give distinct keys (``%`` itself is escaped, so ``/a%2Fb`` cannot meet ``/a/b``)."""
+    if _UNCHANGED_PATH.fullmatch(path):
+        # Nearly every path: one regex match instead of quote()'s encode and per-byte join,
+        # on every lookup (hits included).
+        return path
     return quote(path, safe=_PATH_SAFE)
 
 

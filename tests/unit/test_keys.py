@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+from urllib.parse import quote
+
 import pytest
 
 from middleware.keys import (
     EPOCH_TAG, MAX_KEY_LENGTH, app_key, canonical_path, canonical_query, expand_tag, expand_tags,
     generation_key, response_key,
 )
+from middleware.keys import _PATH_SAFE
 
 ALLOWED = frozenset({"a", "b", "tag", "q", "author"})
 
@@ -51,6 +54,13 @@ def test_no_listed_params_ignores_the_query() -> None:
 ])
 def test_canonical_path(path: str, expected: str) -> None:
     assert canonical_path(path) == expected
+
+
+def test_canonical_path_matches_quote_on_every_character() -> None:
+    # The fast path (a path left as it is) must agree with quote() character by character.
+    for code in [*range(0x00, 0x80), 0xA0, 0xE9, 0x2028, 0x1F600]:
+        path = f"/a{chr(code)}b"
+        assert canonical_path(path) == quote(path, safe=_PATH_SAFE), repr(path)
 
 
 @pytest.mark.parametrize(("first", "second"), [
