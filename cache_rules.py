@@ -84,10 +84,14 @@ def _author_tag(name: str) -> str:
     return f"posts:author:{name.strip().lower()}"
 
 
+_FEED_TAGS = ("posts:feed",)
+
+
 def feed_tags(request: Request) -> Iterable[str]:
     """The feed, or one author's posts: a post by ann must not clear bob's list."""
-    author = (request.args.get("author") or "").strip()
-    return (_author_tag(author),) if author else ("posts:feed",)
+    # Without a query string (the feed's first page, the most read URL) no arguments to parse.
+    author = (request.args.get("author") or "").strip() if request.query_string else ""
+    return (_author_tag(author),) if author else _FEED_TAGS
 
 
 def me_tags(request: Request) -> Iterable[str]:
