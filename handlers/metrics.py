@@ -120,25 +120,32 @@ async def _start_timer(request: Request) -> None:
 class _RequestObserver:
     """The response middleware: counts and times every request by method, route and status."""
 
-    __slots__ = ("_latency", "_requests", "_tally", "_worker_requests")
+    __slots__ = ("_children", "_latency", "_requests", "_tally", "_worker_requests")
 
     def __init__(self, metrics: Metrics) -> None:
         self._tally = metrics.tally
         self._requests = Children(metrics.requests)
         self._latency = Children(metrics.request_latency)
         self._worker_requests = metrics.worker_requests
+        self._children: dict[tuple[str, str | None, int], tuple[Any, Any]] = {}
+        """(method, route name, status) -> both children: one lookup per request, without
+        building the labels (``uri_template`` formats a string on every call)."""
 
     async def __call__(self, request: Request, response: HTTPResponse) -> None:
         started = getattr(request, "received_at", None)
         if started is None:
             started = getattr(request.ctx, "metrics_started", None)
-        route = request.uri_template or UNMATCHED_ROUTE
         method = request.method if request.method in _METHODS else "OTHER"
-        status = str(response.status)
+        route = request.route
+        key = (method, None if route is None else route.name, response.status)
+        children = self._children.get(key)
+        if children is None:
+            labels = (method, request.uri_template or UNMATCHED_ROUTE, str(response.status))
+            children = self._children[key] = (self._requests(*labels), self._latency(*labels))
         tally = self._tally
-        tally.inc(self._requests(method, route, status))
+        tally.inc(children[0])
         if started is not None:
-            tally.observe(self._latency(method, route, status), time.perf_counter() - started)
+            tally.observe(children[1], time.perf_counter() - started)
         tally.inc(self._worker_requests)
 
 
