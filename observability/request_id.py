@@ -111,8 +111,12 @@ class IdentifiedRequest(Request):
         self.request_id = sane_request_id(self.headers.get(HEADER)) or new_request_id()
         _CURRENT.set(self.request_id)
 
-    async def respond(self, *args: Any, **kwargs: Any) -> Any:
-        response = await super().respond(*args, **kwargs)
+    async def respond(self, response: Any = None, *, status: int = 200,
+                      headers: Any = None, content_type: str | None = None) -> Any:
+        # Sanic's signature spelled out, and the base class named: no argument packing and no
+        # super object on every request (Python 3.11).
+        response = await Request.respond(self, response, status=status, headers=headers,
+                                         content_type=content_type)
         # After the response middleware (which may replace the response), before anything is
         # sent: Sanic sends the headers on the first ``send``.
         if response is not None:
