@@ -26,6 +26,9 @@ import re
 
 __all__ = ["CacheStatus", "serialise_name"]
 
+_MAX_HIT_VALUES = 4096
+"""A bound on ``CacheStatus.hit``'s memo (TTLs are bounded by the rules; this is a backstop)."""
+
 _TOKEN = re.compile(r"[A-Za-z*][A-Za-z0-9!#$%&'*+\-.^_`|~:/]*")
 
 
@@ -45,17 +48,26 @@ def serialise_name(name: str) -> str:
 class CacheStatus:
     """The header values of one cache, by outcome (the name is serialised once)."""
 
-    __slots__ = ("_bypass", "_error", "name")
+    __slots__ = ("_bypass", "_error", "_hits", "name")
 
     def __init__(self, name: str) -> None:
         self.name = serialise_name(name)
         self._bypass = f"{self.name}; fwd=bypass"
         self._error = f"{self.name}; fwd=uri-miss; detail=backend-error"
+        self._hits: dict[int, str] = {}
+        """``hit()`` by ``ttl``: formatted once per value (a few hundred: the rules' TTLs and
+        stale windows), not on every hit."""
 
     def hit(self, ttl: int, collapsed: bool = False) -> str:
         """Served from the cache; ``ttl`` is negative for a stale hit."""
-        return f"{self.name}; hit; ttl={ttl}; collapsed" if collapsed else \
-            f"{self.name}; hit; ttl={ttl}"
+        if collapsed:
+            return f"{self.name}; hit; ttl={ttl}; collapsed"
+        value = self._hits.get(ttl)
+        if value is None:
+            value = f"{self.name}; hit; ttl={ttl}"
+            if len(self._hits) < _MAX_HIT_VALUES:
+                self._hits[ttl] = value
+        return value
 
     def forwarded(self, *, stale: bool, refresh: bool, stored: bool) -> str:
         """The handler ran: no entry (``uri-miss``), only a stale one, or the client asked."""
