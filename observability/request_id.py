@@ -25,6 +25,7 @@ from contextvars import ContextVar
 from typing import Any
 
 from sanic import Request, Sanic
+from sanic.compat import Header
 
 __all__ = ["HEADER", "MAX_LENGTH", "IdentifiedRequest", "RequestIdFilter", "current_request_id",
            "install_request_id", "new_request_id", "sane_request_id"]
@@ -103,8 +104,11 @@ class IdentifiedRequest(Request):
 
     __slots__ = ("received_at", "request_id")
 
-    def __init__(self, *args: Any, **kwargs: Any) -> None:
-        super().__init__(*args, **kwargs)
+    def __init__(self, url_bytes: bytes, headers: Header, version: str, method: str,
+                 transport: Any, app: Any, head: bytes = b"", stream_id: int = 0) -> None:
+        # Sanic's signature spelled out (it passes keywords): no argument packing per request.
+        Request.__init__(self, url_bytes, headers, version, method, transport, app, head,
+                         stream_id)
         self.received_at = time.perf_counter()
         """When the request was built (``time.perf_counter``): the request-latency metric
         starts here, so it needs no request middleware of its own."""
