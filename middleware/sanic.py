@@ -109,10 +109,9 @@ class CacheHooks:
                             exc_info=True)
                 result = None
             identity = None if result is None else str(result)
-        keyed = self._key(request, read, head, identity)
-        if keyed is None:
+        key = self._key(request, read, head, identity)
+        if key is None:
             return None
-        key, tags = keyed
         cache = self.cache
         headers = request.headers
         honor = cache.settings.honor_client_no_cache  # off by default: no header reads
@@ -123,6 +122,11 @@ class CacheHooks:
             if found is not None:
                 request.ctx.cache_state = _State(rule, found, head)
                 return self._answer(request, read, found)
+        # Only now the tags: a hot entry is checked against the generations it was stored
+        # under, so a hot hit never needs them.
+        tags = self._tags(request, read, head)
+        if tags is None:
+            return None
         try:
             found = await cache.lookup(rule.path, key, tags, refresh=refresh, lead=not head,
                                        hot_ttl=read.hot_ttl, freshness=read.freshness,
@@ -139,8 +143,8 @@ class CacheHooks:
         return self._answer(request, read, found)
 
     def _key(self, request: Request, read: ReadRoute, head: bool,
-             identity: str | None) -> tuple[str, tuple[str, ...]] | None:
-        """The request's key and tags, or None when it bypasses the cache (counted)."""
+             identity: str | None) -> str | None:
+        """The request's key, or None when it bypasses the cache (counted)."""
         rule = read.rule
         headers = request.headers
         reason = bypass_reason(
@@ -149,20 +153,22 @@ class CacheHooks:
         if reason is not None:
             self._bypass(request, rule, head)
             return None
+        return response_key(self.cache.settings.namespace, request.path,
+                            canonical_query(request.query_string, read.query), identity)
+
+    def _tags(self, request: Request, read: ReadRoute, head: bool) -> tuple[str, ...] | None:
+        """The tags the request's entry depends on, or None when they cannot be had (the
+        request bypasses the cache, counted)."""
+        rule = read.rule
         try:
-            tags = read.tags.resolve(request)
+            return read.tags.resolve(request)
         except TagTooLong:
             # Oversized request input (the handler will reject it): not worth a log line each.
             log.debug("Oversized cache tag on %s; bypassing the cache", rule.path, exc_info=True)
-            self._bypass(request, rule, head)
-            return None
         except Exception:
             log.exception("Tags of cache rule %s failed; bypassing the cache", rule.path)
-            self._bypass(request, rule, head)
-            return None
-        key = response_key(self.cache.settings.namespace, request.path,
-                           canonical_query(request.query_string, read.query), identity)
-        return key, tags
+        self._bypass(request, rule, head)
+        return None
 
     def _answer(self, request: Request, read: ReadRoute, found: Lookup) -> HTTPResponse:
         """The response of a hit, fresh or stale (a 304 when the client holds its ETag)."""

@@ -14,9 +14,9 @@ import pytest
 import redis
 from pytest_redis.executor import RedisExecutor
 
-from middleware import RedisBackend
+from middleware import CacheRule, InvalidationRule, RedisBackend
 from middleware.backends.subscriber import Subscriber
-from tests.integration.cache_testapp import AppState, build_app, settings_for_test
+from tests.integration.cache_testapp import RULES, AppState, build_app, settings_for_test
 from tests.integration.fault_proxy import FaultProxy
 from tests.server import running
 
@@ -251,3 +251,30 @@ async def test_coherence_under_concurrent_load_across_instances(
         await asyncio.gather(writer(), *(reader(i) for i in ids for _ in range(3)))
         assert stale == []
         assert reader_cache.hot.hits > 0
+
+
+async def test_a_hot_hit_resolves_no_tags(redis_server: RedisExecutor) -> None:
+    # The hot entry is checked against the generations it was stored under: the rule's tags
+    # are only needed to look a key up in Redis (and for the miss that stores it).
+    resolved: list[int] = []
+
+    def item_tags(request: Any) -> tuple[str, ...]:
+        resolved.append(request.match_info["item_id"])
+        return (f"item:{request.match_info['item_id']}",)
+
+    rules: list[Any] = [CacheRule("/items/<item_id:int>", ttl=30, tags=item_tags),
+                        *(rule for rule in RULES if isinstance(rule, InvalidationRule))]
+    settings = settings_for_test()
+    app, state, cache = build_app(RedisBackend.from_url(_url(redis_server), settings), settings,
+                                  rules=rules)
+    async with running(app) as client:
+        await settle(cache)
+        assert (await client.get("/items/1")).headers["x-cache"] == "MISS"
+        for _ in range(5):
+            assert (await client.get("/items/1")).headers["x-cache"] == "HIT"
+        assert resolved == [1] and cache.hot is not None and cache.hot.hits == 5
+        assert state.calls["item:1"] == 1
+        assert (await client.patch("/items/1", json={"name": "uno"})).status == 200
+        response = await client.get("/items/1")
+        assert response.headers["x-cache"] == "MISS" and response.json["name"] == "uno"
+        assert resolved == [1, 1]
