@@ -154,13 +154,15 @@ def install_metrics(app: Sanic, metrics: Metrics | None = None) -> Metrics:
     metrics = metrics or Metrics()
     app.ctx.metrics = metrics
     _observe_response = _RequestObserver(metrics)
-    # First in, last out: the timer starts before the cache's lookup (a hit short-circuits the
-    # rest of the request middleware) and stops after every other response middleware.
+    # The timer starts before the cache's lookup (a hit short-circuits the rest of the request
+    # middleware) and stops after every other response middleware, so a response the cache's
+    # hook turns into a 304 is counted as one. Sanic runs request middleware from the highest
+    # priority down and response middleware from the lowest up: both ends are +1,000,000.
     if not hasattr(app.request_class, "received_at"):
         # A request class that stamps its arrival (observability.request_id) saves a
         # middleware dispatch on every request, cache hits included.
         app.on_request(_start_timer, priority=1_000_000)
-    app.on_response(_observe_response, priority=-1_000_000)
+    app.on_response(_observe_response, priority=1_000_000)
     app.blueprint(bp)
 
     async def start_multiprocess(app: Sanic) -> None:

@@ -9,6 +9,7 @@ from pathlib import Path
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 from pytest_redis.executor import RedisExecutor
+from redis import Redis
 
 from app import create_app
 from handlers.metrics import CacheMetricsObserver
@@ -177,3 +178,31 @@ async def test_cache_metrics_from_the_service_on_redis(
     # timed like the others.
     assert value(samples, "http_request_duration_seconds_count",
                  method="GET", route="/api/posts", status="200") == 3
+
+
+async def test_requests_are_counted_with_the_status_the_client_gets(
+        tmp_path: Path, redis_server: RedisExecutor, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The request metrics run after every other response middleware: a miss that the cache's
+    response hook answers 304 (the client already holds the body it computed) is counted as
+    the 304 it is, not as the handler's 200."""
+    namespace = f"metrics{uuid.uuid4().hex[:8]}"
+    monkeypatch.setenv("CACHE_NAMESPACE", namespace)
+    monkeypatch.setenv("CACHE_LOCAL", "false")  # the entry lives in Redis alone
+    settings = Settings(database_url=f"sqlite://{tmp_path}/m.sqlite3",
+                        secret_key="test-secret-key-0123456789abcdef",
+                        redis_url=f"redis://{redis_server.host}:{redis_server.port}/0")
+    redis = Redis(host=redis_server.host, port=redis_server.port)
+    async with running(create_app(settings)) as client:
+        first = await client.get("/api/posts")
+        assert first.status == 200 and first.headers["x-cache"] == "MISS"
+        # The entry goes (evicted, expired) while nothing changed: the next request misses
+        # and computes the body the client holds.
+        entries = [key for key in redis.scan_iter(f"{namespace}:*") if b":gen:" not in key]
+        assert entries and redis.delete(*entries) == len(entries)
+        again = await client.get("/api/posts", headers={"If-None-Match": first.headers["etag"]})
+        assert again.status == 304 and again.headers["x-cache"] == "MISS"
+        samples = await scrape(client)
+    redis.close()
+    for status in ("200", "304"):
+        assert value(samples, "http_requests_total",
+                     method="GET", route="/api/posts", status=status) == 1
