@@ -33,10 +33,11 @@ The loop flatters the higher qualities: from quality 4 up brotli's hash tables a
 (about 1 MiB at 5) and set up per call, and inside the service, where other work has
 evicted them from the CPU caches, they cost far more. In the bench's compression pair (all
 misses, hot tier, 1 worker, CPU per request with ``gzip, br`` minus without compression,
-one run each on the same database) quality 5 added 211 µs to a miss, quality 2 45 µs and
-quality 1 77 µs (noise: 1 is no slower than 2 in the loop), while the bytes per feed hit on
-the wire went from 0.31x (quality 5) to 0.34x (quality 2) and 0.35x (quality 1) of the
-uncompressed ones. A miss is what a reader waits for after every write, so quality 2.
+two rounds each on the same database) quality 5 added 211 µs to a miss, quality 2 45 µs
+and quality 1 77 µs (noise: 1 is no slower than 2 in the loop), while the bytes per feed hit
+on the wire went from 0.31x (quality 5) to 0.34x (quality 2) and 0.35x (quality 1) of the
+uncompressed ones. In the full 3-round runs: quality 5 +215 µs (649 vs 434), quality 2
++99 µs (556 vs 457). A miss is what a reader waits for after every write, so quality 2.
 Decoding is quality-independent (about 11 µs for a feed page).
 
 Storing gzip too would double what Redis holds (0.60x instead of 0.31x: over the 0.35x the
