@@ -28,10 +28,10 @@ from middleware.breaker import CLOSED
 from middleware.coherence import Coherence
 from middleware.encoding import Representations, compress as compress_body, with_vary
 from middleware.keys import EPOCH_TAG, SizedMemo, generation_key
-from middleware.leases import HostLeases, Lease
+from middleware.leases import HostLeases
+from middleware.lookup import BYPASS, HELPERS, HIT, MISS, STALE, Lookup
 from middleware.observer import CacheObserver, NullObserver
 from middleware.policy import etag_for
-from middleware.backends.subscriber import Subscriber
 from middleware.hot import HotState, HotTier
 from middleware.record import DecodedRecords, Record, RecordError, decode, encode
 from middleware.settings import CacheSettings
@@ -43,13 +43,6 @@ __all__ = ["HIT", "MISS", "STALE", "Lookup", "ResponseCache"]
 
 log = logging.getLogger(__name__)
 
-HIT = "hit"
-MISS = "miss"
-STALE = "stale"
-"""Served past its TTL while one request refreshes it (``stale-while-revalidate``)."""
-BYPASS = "bypass"
-HELPERS = "helpers"
-
 
 def _gen(value: bytes) -> int:
     try:
@@ -58,29 +51,6 @@ def _gen(value: bytes) -> int:
         # Someone overwrote a counter: fail open (uncached) rather than guess.
         raise CacheBackendError(f"generation counter holds {value[:20]!r}",
                                 transient=False) from None
-
-
-class Lookup:
-    """The outcome of one lookup, kept on the request until the response hook."""
-
-    __slots__ = ("collapsed", "future", "generations", "hot", "key", "lease", "outcome",
-                 "record", "stale", "tier")
-
-    def __init__(self, key: str, tier: CacheBackend, generations: tuple[int, ...]) -> None:
-        self.key = key
-        self.tier = tier
-        self.generations = generations
-        self.record: Record | None = None
-        self.outcome = MISS
-        self.future: Any = None
-        self.hot: HotState | None = None
-        """Set when the record may go to the hot tier (see ``hot.HotState``)."""
-        self.stale: Record | None = None
-        """On a miss: a current entry past its TTL, to serve if the handler fails."""
-        self.collapsed = False
-        """A hit answered by a concurrent miss's record (single flight)."""
-        self.lease: Lease | None = None
-        """The host-wide lease a leading miss holds (``middleware.leases``)."""
 
 
 class ResponseCache:
@@ -111,8 +81,6 @@ class ResponseCache:
         Sanic hooks when the server shares memory between its processes."""
         self.hot: HotTier | None = None
         """The hot tier (L1), opened with Redis when ``settings.local_tier`` (see ``hot``)."""
-        self._subscriber: Any = None
-        """The invalidation channel (``Subscriber``, or the backend's own)."""
         self._gen_keys = SizedMemo()
         self._decoded = DecodedRecords(settings.memory_max_bytes // 16)
         self.representations = Representations(settings.memory_max_bytes // 16)
@@ -122,30 +90,13 @@ class ResponseCache:
         self.stale = self.stale_on_error = self.refreshes = self.refresh_failures = 0
 
     async def open(self) -> None:
-        """Create the Redis backend from the settings when none was given, and the hot tier
-        with its invalidation channel when Redis has one (``RedisBackend.from_url``)."""
-        await self.tiers.open()
-        remote = self.tiers.remote
-        channel = getattr(remote, "channel", None)
-        url = getattr(remote, "url", None)
-        if self.settings.local_tier and channel and url:
-            settings = self.settings
-            self.hot = hot = HotTier(settings.memory_max_entries, settings.memory_max_bytes,
-                                     clock=self.clock)
-            self.tiers.hot = hot
-            # A backend may bring its own channel (a cluster: one connection per master).
-            channel_class = getattr(remote, "subscriber", Subscriber)
-            self._subscriber = channel_class(
-                url, channel, on_message=hot.on_message, on_health=hot.on_health,
-                connect_timeout=settings.connect_timeout, timeout=settings.socket_timeout,
-                ssl_context=getattr(remote, "ssl_context", None))
-            self._subscriber.start()
+        """Open the tiers (``Tiers.open``: Redis from the settings when no backend was given,
+        and the hot tier with its invalidation channel when Redis has one)."""
+        await self.tiers.open(clock=self.clock)
+        self.hot = self.tiers.hot
 
     async def close(self) -> None:
         """Close what ``open`` created."""
-        if self._subscriber is not None:
-            await self._subscriber.close()
-            self._subscriber = None
         await self.tiers.close()
 
     def stats(self) -> dict[str, Any]:

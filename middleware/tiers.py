@@ -34,11 +34,13 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Callable
+from typing import Any
 
 from middleware.backends.base import CacheBackend, CacheBackendError
 from middleware.backends.cluster import ClusterBackend
 from middleware.backends.memory import MemoryBackend
 from middleware.backends.redis import RedisBackend
+from middleware.backends.subscriber import Subscriber
 from middleware.backends.upstash import UpstashBackend
 from middleware.breaker import CLOSED, CircuitBreaker
 from middleware.coherence import Coherence
@@ -84,9 +86,29 @@ class Tiers:
         self.coherence = coherence or Coherence.local(max_pending=settings.max_pending_tags)
         self.hot: HotTier | None = None
         """The hot tier, flushed on every breaker transition (what it knew may be old)."""
+        self.channel: Any = None
+        """The hot tier's invalidation channel (``Subscriber``, or the backend's own)."""
 
-    async def open(self) -> None:
-        """Create the Redis backend from the settings when none was given."""
+    async def open(self, *, clock: Callable[[], float] = time.time) -> None:
+        """Create the Redis backend from the settings when none was given, then the hot tier
+        (its entries' TTLs on ``clock``) with its invalidation channel when Redis has one."""
+        self._open_remote()
+        remote = self.remote
+        channel = getattr(remote, "channel", None)
+        url = getattr(remote, "url", None)
+        if self.settings.local_tier and channel and url:
+            settings = self.settings
+            self.hot = hot = HotTier(settings.memory_max_entries, settings.memory_max_bytes,
+                                     clock=clock)
+            # A backend may bring its own channel (a cluster: one connection per master).
+            channel_class = getattr(remote, "subscriber", Subscriber)
+            self.channel = channel_class(
+                url, channel, on_message=hot.on_message, on_health=hot.on_health,
+                connect_timeout=settings.connect_timeout, timeout=settings.socket_timeout,
+                ssl_context=getattr(remote, "ssl_context", None))
+            self.channel.start()
+
+    def _open_remote(self) -> None:
         if self.remote is None and self.settings.redis_url and not self._memory_only:
             cluster = self.settings.redis_cluster
             factory = ClusterBackend if cluster else RedisBackend
@@ -104,6 +126,9 @@ class Tiers:
 
     async def close(self) -> None:
         """Close what ``open`` created."""
+        if self.channel is not None:
+            await self.channel.close()
+            self.channel = None
         if self.remote is not None and self._owns_remote:
             try:
                 await self.remote.close()

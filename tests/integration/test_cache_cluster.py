@@ -262,7 +262,7 @@ async def test_a_slot_migration_under_load_gives_no_error_and_no_stale_read(
         if local_tier:
             assert other_cache.hot.hits > 0
             # The reader listens on every master.
-            subscriber = other_cache._subscriber  # noqa: SLF001
+            subscriber = other_cache.tiers.channel  # noqa: SLF001
             assert len(subscriber.subscribers) == 3 and subscriber.healthy
         final = await other.get("/items/1")
         assert final.json["name"] == f"v{load.writes}"
@@ -347,7 +347,7 @@ async def test_a_failover_to_a_replica_is_followed(own_cluster: RedisClusterProc
         assert own_cluster.keys_in_slot(replica, slot) != []
         # The hot tier's channel now listens on the new master, not on the dead one.
         await until(lambda: cache.hot.healthy)
-        listening = set(cache._subscriber.subscribers)  # noqa: SLF001
+        listening = set(cache.tiers.channel.subscribers)  # noqa: SLF001
         assert any(url.endswith(f":{replica}") for url in listening)
         assert not any(url.endswith(f":{owner}") for url in listening)
 
@@ -409,9 +409,9 @@ async def test_a_tls_cluster_with_rediss(tmp_path: Path) -> None:
         async with cluster_app(cluster, tls_ca_certs=str(files / "ca.crt")) as (
                 client, state, cache):
             assert cache.tiers.remote.url.startswith("rediss://")
-            assert len(cache._subscriber.subscribers) == 3  # noqa: SLF001 - all TLS
+            assert len(cache.tiers.channel.subscribers) == 3  # noqa: SLF001 - all TLS
             assert all(url.startswith("rediss://")
-                       for url in cache._subscriber.subscribers)  # noqa: SLF001
+                       for url in cache.tiers.channel.subscribers)  # noqa: SLF001
             assert (await client.get("/items/1")).headers["x-cache"] == "MISS"
             assert (await client.get("/items/1")).headers["x-cache"] == "HIT"
             assert (await client.patch("/items/1", json={"name": "uno"})).status == 200

@@ -66,7 +66,7 @@ async def settle(cache: Any) -> None:
     await until(lambda: cache.hot is not None and cache.hot.healthy)
     await cache.ping()
     resets = cache.tiers.remote.incarnation.resets
-    await until(lambda: cache._subscriber.messages >= resets)  # noqa: SLF001
+    await until(lambda: cache.tiers.channel.messages >= resets)  # noqa: SLF001
 
 
 async def test_a_hot_hit_costs_zero_redis_commands(redis_server: RedisExecutor) -> None:
@@ -126,7 +126,7 @@ async def test_before_the_first_subscribe_confirmation_hits_go_through_redis(
             assert (await client.get("/items/1")).headers["x-cache"] == "HIT"
         assert commands.since(before) == {"mget": 3}
         assert not cache.hot.healthy and len(cache.hot) == 0
-        real_start(cache._subscriber)  # noqa: SLF001
+        real_start(cache.tiers.channel)  # noqa: SLF001
         started.set()
         await until(lambda: cache.hot.healthy)
         await client.get("/items/1")  # learns the generations, keeps the record
@@ -144,9 +144,9 @@ async def test_a_killed_subscriber_connection_turns_the_tier_off_and_flushes_it(
             await client.get(f"/items/{item}")
             await client.get(f"/items/{item}")
         assert len(cache.hot) == 2
-        connects = cache._subscriber.connects  # noqa: SLF001
+        connects = cache.tiers.channel.connects  # noqa: SLF001
         assert admin.client_kill_filter(_type="pubsub") >= 1
-        subscriber = cache._subscriber  # noqa: SLF001
+        subscriber = cache.tiers.channel  # noqa: SLF001
         await until(lambda: not cache.hot.healthy or subscriber.connects > connects)
         # Whatever the timing, what the tier knew before is gone...
         assert cache.hot.hits == 0 or len(cache.hot) <= 2
