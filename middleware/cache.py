@@ -157,7 +157,7 @@ class ResponseCache:
     async def lookup(self, route: str, key: str, tags: Sequence[str], *,
                      refresh: bool = False, lead: bool = True, count: bool = True,
                      hot_ttl: float | None = None,
-                     freshness: Freshness | None = None, hot_first: bool = True) -> Lookup:
+                     freshness: Freshness | None = None) -> Lookup:
         """Read ``key`` and the generations of ``tags``; a hit sets ``lookup.record``.
 
         On a miss with ``lead`` the caller becomes the single-flight leader for the key and
@@ -167,15 +167,11 @@ class ResponseCache:
         ``freshness``: the rule's stale windows (``middleware.stale``); a current entry past
         its TTL is then ``STALE`` (served; with ``lead`` and no refresh running in this
         process, ``lookup.future`` is set and the caller must refresh and ``release``) or a
-        miss with ``lookup.stale`` set. ``hot_first=False``: the caller has just asked
-        ``lookup_hot`` for this key (and found nothing).
+        miss with ``lookup.stale`` set. The hot tier is not asked here: a caller that may be
+        served from it asks ``lookup_hot`` first (a hot hit does not need the tags).
         """
         hot = self.hot
         coherence = self.tiers.coherence
-        if hot_first and hot_ttl is not None and not refresh:
-            found = self.lookup_hot(route, key, count=count)
-            if found is not None:
-                return found
         tier = await self.tiers.select()
         state = None
         if not tier.shared:
@@ -227,9 +223,9 @@ class ResponseCache:
         """A hit of the hot tier, or None (then ``lookup``). Not a coroutine: no I/O, so the
         request hook answers it without creating or awaiting one.
 
-        ``lookup`` starts here, before anything else: a hot hit costs no Redis command and no
-        tier selection (the hot tier is flushed on every breaker transition). Only for keys
-        whose rule may use the hot tier (``lookup``'s ``hot_ttl``), and not on a refresh.
+        Asked before anything else: a hot hit costs no Redis command and no tier selection
+        (the hot tier is flushed on every breaker transition). Only for keys whose rule may
+        use the hot tier (``lookup``'s ``hot_ttl``), and not on a refresh.
         """
         hot = self.hot
         if hot is None:

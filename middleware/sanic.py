@@ -129,8 +129,7 @@ class CacheHooks:
             return None
         try:
             found = await cache.lookup(rule.path, key, tags, refresh=refresh, lead=not head,
-                                       hot_ttl=read.hot_ttl, freshness=read.freshness,
-                                       hot_first=False)
+                                       hot_ttl=read.hot_ttl, freshness=read.freshness)
         except CacheBackendError as exc:
             cache.failed(exc, rule.path, "lookup")
             request.ctx.cache_state = _State(rule, None, head, failed=True)

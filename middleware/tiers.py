@@ -25,8 +25,8 @@ fallback: while the breaker is open it answers the fallback without touching Red
 breaker's single HALF_OPEN probe PINGs Redis and replays the invalidations this host lost
 (``coherence``) before anything is read from Redis again; a process that finds another
 worker's lost write outstanding does the same (an epoch bump) before its next Redis read.
-The engine (``cache.ResponseCache``) asks the hot tier first when Redis is selected. Errors
-propagate to the caller's fail-open boundary (``sanic``).
+The request hook asks the hot tier first (``cache.ResponseCache.lookup_hot``), then the
+engine. Errors propagate to the caller's fail-open boundary (``sanic``).
 """
 
 from __future__ import annotations
