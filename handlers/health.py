@@ -72,6 +72,9 @@ async def _report_cache_backend(app: Sanic) -> None:
     except (CacheBackendError, asyncio.TimeoutError) as exc:
         log.warning("%s unavailable, using in-memory cache until it answers (%s; %s)",
                     what, url, _error_text(exc))
+        # As said: the first requests must not each wait out the connect timeout until the
+        # breaker counts enough failures (a rediss:// URL to a plain server: 2 s apiece).
+        cache.tiers.breaker.trip()
         return
     log.info("%s cache connected (%s): %s, PING %.2f ms", what, tls, url, latency)
 

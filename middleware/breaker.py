@@ -119,6 +119,16 @@ class CircuitBreaker:
             self.trips += 1
             self._transition(OPEN)
 
+    def trip(self) -> None:
+        """Open now: a check outside the request path (the start-up PING) found the backend
+        unreachable, so no request should wait for it to fail ``failure_threshold`` times.
+        A closed-and-unused breaker only; an OPEN or probing one keeps its own timing."""
+        if self._state != CLOSED:
+            return
+        self._opened_at = self._clock()
+        self.trips += 1
+        self._transition(OPEN)
+
     def snapshot(self) -> dict[str, object]:
         """State for health/metrics endpoints."""
         retry_in = 0.0

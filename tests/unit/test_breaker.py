@@ -171,3 +171,17 @@ def test_a_straggler_of_a_counted_incident_does_not_reopen_half_open(
     assert breaker.state == HALF_OPEN
     breaker.record_success()
     assert breaker.state == CLOSED
+
+
+def test_trip_opens_a_closed_breaker_at_once_and_probes_after_the_reset_timeout(
+        breaker: CircuitBreaker, clock: Clock, transitions: list[tuple[str, str]]) -> None:
+    breaker.trip()
+    assert breaker.state == OPEN and breaker.trips == 1
+    assert not breaker.allow()
+    clock.now += 10
+    assert breaker.allow() and breaker.state == HALF_OPEN
+    breaker.trip()  # a probing breaker keeps its own timing
+    assert breaker.state == HALF_OPEN and breaker.trips == 1
+    breaker.record_success()
+    assert breaker.state == CLOSED
+    assert transitions[0] == (CLOSED, OPEN)
