@@ -22,7 +22,7 @@ from __future__ import annotations
 import asyncio
 import math
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 
 from limits import RateLimitItem, parse
@@ -74,12 +74,21 @@ class HashGate:
 
 
 class AttemptLimits:
-    """Per-client and per-username attempt limits (moving window, in memory)."""
+    """Per-client and per-username attempt limits (moving window, in memory).
 
-    def __init__(self, per_client: str, per_username: str) -> None:
+    A refused identity stays refused until the oldest attempt in its window expires (a refusal
+    adds no attempt), so that time is remembered and the refusals before it are answered from
+    a dict. The library's in-memory storage costs a thread start per call (its expiry timer),
+    which a flood of refused attempts would otherwise pay on the event loop."""
+
+    def __init__(self, per_client: str, per_username: str, *,
+                 clock: Callable[[], float] = time.time, remembered: int = 4096) -> None:
         self._limiter = MovingWindowRateLimiter(MemoryStorage())
         self._per_client = parse(per_client)
         self._per_username = parse(per_username)
+        self._clock = clock
+        self._remembered = remembered
+        self._refused_until: dict[tuple[str, str], float] = {}
 
     def client(self, address: str) -> None:
         """Count one login or registration attempt from ``address``; 429 past the limit."""
@@ -91,10 +100,21 @@ class AttemptLimits:
                   "too many attempts for this username")
 
     def _hit(self, item: RateLimitItem, kind: str, identity: str, message: str) -> None:
+        now = self._clock()
+        refused = (kind, identity)
+        until = self._refused_until.get(refused)
+        if until is not None:
+            if now < until:
+                raise TooManyRequests(message, until - now)
+            del self._refused_until[refused]
         if self._limiter.hit(item, kind, identity):
             return
-        reset = self._limiter.get_window_stats(item, kind, identity).reset_time
-        raise TooManyRequests(message, reset - time.time())
+        until = self._limiter.get_window_stats(item, kind, identity).reset_time
+        if len(self._refused_until) >= self._remembered:
+            # Oldest first: the windows are alike, so that is about the first to expire.
+            del self._refused_until[next(iter(self._refused_until))]
+        self._refused_until[refused] = until
+        raise TooManyRequests(message, until - now)
 
 
 def client_address(request: Request) -> str:
