@@ -7,6 +7,7 @@ import pytest
 from bench.connections import backlog_notes, met, variant_env
 from bench.login_burst import (VARIANTS, Login, parse_response_head, parse_timed,
                                relevant_settings, summarise_logins, window_stats)
+from bench.login_burst_report import CONTROL, markdown
 from bench.resources import counter_delta, parse_netstat, parse_ss_backlog, percentile
 
 
@@ -141,3 +142,28 @@ def test_parse_ss_accept_queue_reads_recv_q_of_the_listening_port() -> None:
     assert parse_ss_accept_queue(text, 8000) == 513
     assert parse_ss_accept_queue(text, 18000) == 0
     assert parse_ss_accept_queue(text, 9000) is None
+
+
+def _run(variant: str, workers: int, first_p99: float) -> dict[str, object]:
+    window = {"requests": 10, "rps": 10.0, "p50": 1.0, "p99": 2.0, "max": 3.0, "non_2xx": 1,
+              "seconds": 1.0}
+    first = {**window, "p99": first_p99}
+    return {"variant": variant, "workers": workers, "burst_seconds": 1.0, "p99_ratio": 1.0,
+            "windows": {"before": window, "during": window, "first_second": first,
+                        "after": window},
+            "rss_mib": {"before_mean": 1, "peak_during": 2, "peak_minus_before": 1},
+            "logins": summarise_logins([Login(True, 200, sent=0.0, answered=0.1)]),
+            "settings": {}, "warm": "-"}
+
+
+def test_report_compares_the_first_second_with_the_control_of_the_same_workers() -> None:
+    meta = {"started": "now", "command": "c", "machine": {"commit": "x"}, "seed": "s",
+            "threads": 16, "rate": 1500, "baseline_s": 15, "logins": 200, "wrong_every": 10,
+            "notes": []}
+    text = markdown([_run("defaults", 1, 6.0), _run(CONTROL, 1, 4.0),
+                     _run("defaults", 2, 3.0)], meta)
+    rows = [line for line in text.splitlines() if line.startswith("| defaults")]
+    assert "| 6.00 | 3.00 | 1.50x |" in rows[0]
+    assert "| 3.00 | 3.00 | - |" in rows[1]  # no control at 2 workers
+    # The first second is a view of the other windows' requests: its non-2xx are not re-counted.
+    assert "| 3 | 1 | 2 | 1 |" in rows[0]
