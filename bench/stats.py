@@ -242,6 +242,11 @@ def raw_targets(summaries: Mapping[tuple[str, int, str], Summary]) -> list[Targe
 
 COMPRESSED_RPS_TARGET = 1.00
 COMPRESSED_BYTES_TARGET = 0.35
+FILED_HIT_VS_LIMIT = 0.58
+"""Issue 11 asks compressed hits for at least "today's uncompressed hit req/s": the run it
+quotes (commit 7e5dcf4's ``bench/results/latest.md``) had Redis hits at 0.58x the limit's req/s.
+Compared as a ratio to the limit measured in the same run, since req/s on this shared machine
+moves between runs."""
 
 
 def compression_targets(summaries: Mapping[tuple[str, int, str], Summary]) -> list[Target]:
@@ -253,10 +258,19 @@ def compression_targets(summaries: Mapping[tuple[str, int, str], Summary]) -> li
     plain, br = summaries.get((PLAIN, 1, "hits")), summaries.get((BR, 1, "hits"))
     if not (plain and br):
         return []
+    targets = []
+    limit = summaries.get(("limit", 1, "hits"))
+    if limit:
+        v = ratio(br.rps, limit.rps)
+        targets.append(Target("Compressed hits (br): req/s vs the limit, against uncompressed "
+                              "hits when the issue was filed", f"{_fmt(v)}x",
+                              f">= {FILED_HIT_VS_LIMIT:.2f}x",
+                              v is not None and v >= FILED_HIT_VS_LIMIT))
+    # Stricter than the issue: against uncompressed hits of this run, hot tier and all.
     r = ratio(br.rps, plain.rps)
-    targets = [Target("Compressed hits (br): req/s vs uncompressed hits", f"{_fmt(r)}x",
-                      f">= {COMPRESSED_RPS_TARGET:.2f}x",
-                      r is not None and r >= COMPRESSED_RPS_TARGET)]
+    targets.append(Target("Compressed hits (br): req/s vs uncompressed hits", f"{_fmt(r)}x",
+                          f">= {COMPRESSED_RPS_TARGET:.2f}x",
+                          r is not None and r >= COMPRESSED_RPS_TARGET))
     c = ratio(br.cpu_us_per_request, plain.cpu_us_per_request)
     if c is not None:
         # The req/s target asked of CPU time, which other work on the machine barely moves.
