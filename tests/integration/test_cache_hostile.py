@@ -46,8 +46,10 @@ async def _warm(client: Client) -> None:
 
 
 async def _all_still_hit(client: Client) -> None:
+    # STALE proves it as well as HIT: an entry is served stale only while its generations are
+    # current, so an emptied cache answers MISS. (A slow run outlives the feed's TTL.)
     for path in CACHED:
-        assert (await client.get(path)).headers["x-cache"] == "HIT", path
+        assert (await client.get(path)).headers["x-cache"] in ("HIT", "STALE"), path
 
 
 async def _cut_body(port: int, path: str, headers: str = "") -> None:
