@@ -29,7 +29,7 @@ from handlers.throttle import AttemptLimits, HashGate, client_address
 from handlers.validation import existing_id, parse_body
 from models.profiles import own_profile
 from models.stats import UserCounts
-from models.user import User
+from models.user import User, credentials
 from settings import Settings
 
 log = logging.getLogger(__name__)
@@ -84,9 +84,9 @@ def authenticated(handler: Handler) -> Handler:
     return guarded  # type: ignore[return-value]
 
 
-def _token_for(request: Request, user: User) -> str:
+def _token_for(request: Request, user_id: int) -> str:
     settings = request.app.ctx.settings
-    return issue_token(user.id, settings.secret_key, settings.token_ttl_seconds)
+    return issue_token(user_id, settings.secret_key, settings.token_ttl_seconds)
 
 
 async def _taken_field(username: str, email: str) -> str | None:
@@ -133,7 +133,7 @@ async def register(request: Request) -> HTTPResponse:
         raise Conflict(f"{taken}: is already taken")
     log.info("Registered user %s", user.id)
     counts = UserCounts(followers_count=0, following_count=0, posts_count=0)
-    return json_response({"user": me_out(user, counts), "token": _token_for(request, user)},
+    return json_response({"user": me_out(user, counts), "token": _token_for(request, user.id)},
                          status=201)
 
 
@@ -149,16 +149,16 @@ async def login(request: Request) -> HTTPResponse:
     ctx.login_limits.client(client_address(request))
     body = parse_body(request, LoginBody)
     ctx.login_limits.username(body.username)
-    user = None
-    # A longer name names nobody, and the ORM refuses to compare it with the column.
+    found = None
+    # A longer name names nobody: no need to ask.
     if len(body.username) <= USERNAME_MAX_LENGTH:
-        user = await User.get_or_none(username=body.username)
-    password_hash = None if user is None else user.password_hash
+        found = await credentials(body.username)
+    user_id, password_hash = (None, None) if found is None else found
     async with ctx.hash_gate.slot():
         verified = await verify_password(password_hash, body.password)
-    if not verified or user is None:
+    if not verified or user_id is None:
         raise Unauthorized("invalid username or password", scheme="Bearer")
-    return json_response({"token": _token_for(request, user)})
+    return json_response({"token": _token_for(request, user_id)})
 
 
 @bp.get("/me")

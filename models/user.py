@@ -6,6 +6,10 @@ from tortoise import fields
 from tortoise.exceptions import ValidationError
 from tortoise.models import Model
 
+from models.sql import Statement
+
+_CREDENTIALS = Statement("SELECT id, password_hash FROM users WHERE username = $1")
+
 
 class User(Model):
     """An account; the password is stored only as an argon2 hash."""
@@ -48,3 +52,11 @@ class Follow(Model):
         if self.follower_id == self.followee_id:  # type: ignore[attr-defined]
             raise ValidationError("a user cannot follow themselves")
         await super()._pre_save(*args, **kwargs)  # type: ignore[arg-type]
+
+
+async def credentials(username: str) -> tuple[int, str] | None:
+    """The id and password hash of the user called ``username``, if any: the login's lookup,
+    a fixed statement rather than the ORM's (whose query building cost a login about as much
+    CPU again as the query itself, on the event loop that serves the cache's hits)."""
+    rows = await _CREDENTIALS.fetch(username)
+    return (int(rows[0][0]), str(rows[0][1])) if rows else None
