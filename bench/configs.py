@@ -4,8 +4,9 @@ worker, through the REST stand-in ``tests/upstash_standin.py`` in front of the s
 1-worker instances sharing one Redis and one PostgreSQL (the mixed workload only), the
 compression pair (1 worker, hot tier: bodies stored as they are and asked without
 ``Accept-Encoding``, or stored brotli-encoded and asked with ``gzip, br``), the limit
-(bare Sanic), the raw reference (bare Sanic running the feed's SQL on asyncpg) and the peer
-(FastAPI + fastapi-cache2)."""
+(bare Sanic), the raw reference (bare Sanic running the feed's SQL on asyncpg; 1 worker also
+with the least a shared cache can do in front, a Redis GET and SET) and the peer (FastAPI +
+fastapi-cache2)."""
 
 from __future__ import annotations
 
@@ -29,6 +30,9 @@ REST_TOKEN = "bench-rest-" + secrets.token_hex(16)
 WORKLOADS = ("hits", "misses", "mixed")
 RAW = "raw-asyncpg"
 """The raw reference's configuration name (``bench.raw_app``)."""
+RAW_REDIS = "raw-asyncpg-redis"
+"""The raw reference with the least a shared cache can do in front (``bench.raw_app --redis``):
+what a miss's two Redis round trips cost by themselves."""
 
 
 @dataclass(frozen=True)
@@ -93,6 +97,7 @@ def all_configs(worker_counts: tuple[int, ...] = (1, 2)) -> list[Config]:
             Config("redis-stopped", "service", workers, "redis-down"),
         ]
         if workers == 1:
+            configs.append(Config(RAW_REDIS, "raw", 1, "redis"))
             configs.append(Config("upstash-rest", "service", 1, "rest"))
             configs.append(Config("redis-hot-2i", "service", 1, "redis-hot", instances=2))
             configs += compression_pair()
@@ -170,6 +175,10 @@ def make_server(config: Config, *, log_dir: Path, database_url: str, redis_url: 
         argv = [sys.executable, "-m", "bench.raw_app", "--port", str(port),
                 "--workers", str(config.workers), "--dsn",
                 database_url.replace("postgres://", "postgresql://", 1)]
+        if config.cache == "redis":
+            if not redis_url:
+                raise ValueError(f"{config.name} needs a Redis URL")
+            argv += ["--redis", redis_url]
         return Server(name, argv, port=port, log_dir=log_dir, cwd=ROOT, ready_path="/health")
     if config.kind == "peer":
         if not redis_url:

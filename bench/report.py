@@ -8,8 +8,8 @@ from typing import Any
 
 from bench.stats import Summary, Target, ratio
 
-ORDER = ("limit", "raw-asyncpg", "peer", "no-cache", "memory", "redis", "redis-hot", "redis-hot-2i",
-         "redis-stopped", "redis-hot-plain", "redis-hot-br")
+ORDER = ("limit", "raw-asyncpg", "raw-asyncpg-redis", "peer", "no-cache", "memory", "redis",
+         "redis-hot", "redis-hot-2i", "redis-stopped", "redis-hot-plain", "redis-hot-br")
 WORKLOAD_TITLES = {"hits": "All hits (the feed's first page, one URL)",
                    "misses": "All misses (a new cursor on every request)",
                    "mixed": "Mixed (Zipf over the cached routes, 5% writes, stale-read check)"}
@@ -160,6 +160,32 @@ def raw_table(summaries: Mapping[tuple[str, int, str], Summary]) -> str:
     return "\n".join(lines) if len(lines) > 2 else ""
 
 
+MISS_ROWS = (("raw-asyncpg", "raw-asyncpg"), ("raw-asyncpg-redis", "raw-asyncpg"),
+             ("no-cache", "no-cache"), ("redis", "no-cache"), ("redis-hot", "no-cache"),
+             ("redis-hot-plain", "no-cache"), ("redis-hot-br", "no-cache"))
+"""(configuration, the uncached configuration its misses are compared with)."""
+
+
+def miss_floor_table(summaries: Mapping[tuple[str, int, str], Summary]) -> str:
+    """All misses, 1 worker: what each cache adds to its own uncached handler, in req/s and in
+    CPU per request, the least a shared cache can do (``raw-asyncpg-redis``) included."""
+    if ("raw-asyncpg-redis", 1, "misses") not in summaries:
+        return ""
+    lines = ["| configuration | uncached reference | req/s | vs reference | CPU µs/req | "
+             "vs reference | CPU added µs/req |", "|---|---|---|---|---|---|---|"]
+    for config, reference in MISS_ROWS:
+        row, base = summaries.get((config, 1, "misses")), summaries.get((reference, 1, "misses"))
+        if row is None or base is None:
+            continue
+        cpu, base_cpu = row.cpu_us_per_request, base.cpu_us_per_request
+        added = "" if cpu is None or base_cpu is None or config == reference \
+            else f"{cpu - base_cpu:+,.0f}"
+        lines.append(
+            f"| {config} | {reference} | {row.rps:,.0f} | {_x(ratio(row.rps, base.rps))} | "
+            f"{'' if cpu is None else f'{cpu:,.0f}'} | {_x(ratio(cpu, base_cpu))} | {added} |")
+    return "\n".join(lines)
+
+
 def compression_table(summaries: Mapping[tuple[str, int, str], Summary]) -> str:
     """The compression pair per workload: req/s, CPU, bytes on the wire and Redis memory."""
     from bench.configs import BR, PLAIN, compression_pair
@@ -276,6 +302,14 @@ def markdown(*, summaries: Mapping[tuple[str, int, str], Summary], targets: list
                   "service's uncached feed, with no ORM, middleware or metrics. `hits` is the "
                   "feed's first page, `misses` a new cursor on every request; both run uncached "
                   "here.", ""]
+    floor = miss_floor_table(summaries)
+    if floor:
+        lines += ["## What a miss adds, against the least a shared cache can do", "", floor, "",
+                  "`raw-asyncpg-redis` is the raw reference behind a Redis `GET` of the query "
+                  "string before the query and a `SET` with a TTL after it (redis-py's asyncio "
+                  "client, hiredis, a pool of 16; `bench/raw_app.py --redis`): no generations, "
+                  "tags, record format, headers, compression or fallback. Its misses show what "
+                  "the two round trips of any shared cache cost by themselves.", ""]
     compression = compression_table(summaries)
     if compression:
         lines += ["## Compression in the cache (hot tier, 1 worker)", "", compression, "",

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from bench.report import markdown, workload_table
+from bench.report import markdown, miss_floor_table, workload_table
 from bench.stats import check_targets, summarise
 
 
@@ -155,3 +155,22 @@ def test_compression_targets_fail_over_the_bounds_and_need_both_configurations()
     alone = {t.name for t in check_targets(summarise([br]), None)}
     assert not any(name.startswith(("Compressed", "Bytes per feed", "Redis memory"))
                    for name in alone)
+
+
+def test_miss_floor_table_compares_each_cache_with_its_own_uncached_handler() -> None:
+    def misses(config: str, rps: float, cpu_us: float) -> dict[str, Any]:
+        record = _record(config, "misses", rps)
+        return record | {"server_cpu_s": cpu_us * record["result"]["requests"] / 1e6}
+
+    records = [misses("raw-asyncpg", 4_000, 200), misses("raw-asyncpg-redis", 3_000, 260),
+               misses("no-cache", 3_500, 250), misses("redis-hot-plain", 2_000, 420)]
+    table = miss_floor_table(summarise(records))
+    assert "| raw-asyncpg | raw-asyncpg | 4,000 | 1.00x | 200 | 1.00x |  |" in table
+    assert "| raw-asyncpg-redis | raw-asyncpg | 3,000 | 0.75x | 260 | 1.30x | +60 |" in table
+    assert "| redis-hot-plain | no-cache | 2,000 | 0.57x | 420 | 1.68x | +170 |" in table
+    assert "| redis-hot |" not in table  # not in this run
+    text = markdown(summaries=summarise(records), targets=[], growth={}, profile=None,
+                    meta=META)
+    assert "## What a miss adds, against the least a shared cache can do" in text
+    # Without the floor's configuration there is nothing to compare with.
+    assert miss_floor_table(summarise(records[2:])) == ""
