@@ -1,4 +1,4 @@
-"""ResponseCache: lookups, stores and invalidations over the selected backend, and statistics.
+"""ResponseCache: lookups, stores and invalidations over the selected backend.
 
 Entries are validated by generation numbers, never deleted by pattern: each tag has a counter
 (``<ns>:gen:<tag>`` in Redis, a slot of ``coherence`` for the in-memory tier) plus one global
@@ -20,10 +20,8 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Callable, Iterable, Sequence
-from typing import Any
 
 from middleware.backends.base import CacheBackend, CacheBackendError
-from middleware.backends.memory import MemoryBackend
 from middleware.breaker import CLOSED
 from middleware.coherence import Coherence
 from middleware.encoding import Representations, compress as compress_body, with_vary
@@ -37,6 +35,7 @@ from middleware.record import DecodedRecords, Record, RecordError, decode, encod
 from middleware.settings import CacheSettings
 from middleware.stale import Freshness, Staleness
 from middleware.stampede import SingleFlight
+from middleware.stats import CacheStats
 from middleware.tiers import Tiers
 
 __all__ = ["HIT", "MISS", "STALE", "Lookup", "ResponseCache"]
@@ -53,12 +52,13 @@ def _gen(value: bytes) -> int:
                                 transient=False) from None
 
 
-class ResponseCache:
+class ResponseCache(CacheStats):
     """The cache engine behind the Sanic hooks and the application helpers.
 
     ``backend``: a shared backend (``RedisBackend``) is used with a ``MemoryBackend`` fallback
     behind the circuit breaker; a ``MemoryBackend`` is used alone. ``None`` builds Redis from
-    ``settings.redis_url`` in ``open()`` (or memory alone when it is unset).
+    ``settings.redis_url`` in ``open()`` (or memory alone when it is unset). Its counters and
+    ``stats()`` are those of ``CacheStats`` (``middleware.stats``).
     """
 
     def __init__(self, settings: CacheSettings | None = None,
@@ -67,6 +67,7 @@ class ResponseCache:
                  coherence: Coherence | None = None,
                  clock: Callable[[], float] = time.time,
                  monotonic: Callable[[], float] = time.monotonic) -> None:
+        super().__init__()
         self.settings = settings = settings or CacheSettings()
         self.observer: CacheObserver = observer or NullObserver()
         self._timed = observer is not None and not isinstance(observer, NullObserver)
@@ -85,9 +86,6 @@ class ResponseCache:
         self._decoded = DecodedRecords(settings.memory_max_bytes // 16)
         self.representations = Representations(settings.memory_max_bytes // 16)
         """Bodies decoded or re-encoded for clients that do not take the stored coding."""
-        self.hits = self.misses = self.bypasses = self.stores = 0
-        self.invalidations = self.errors = self.decode_errors = 0
-        self.stale = self.stale_on_error = self.refreshes = self.refresh_failures = 0
 
     async def open(self) -> None:
         """Open the tiers (``Tiers.open``: Redis from the settings when no backend was given,
@@ -98,32 +96,6 @@ class ResponseCache:
     async def close(self) -> None:
         """Close what ``open`` created."""
         await self.tiers.close()
-
-    def stats(self) -> dict[str, Any]:
-        """Counters and state for the health and metrics endpoints (this worker process's;
-        the Prometheus observer aggregates across workers)."""
-        looked_up = self.hits + self.misses
-        memory = self.tiers.memory
-        return {
-            "hits": self.hits, "misses": self.misses, "bypasses": self.bypasses,
-            "stores": self.stores, "invalidations": self.invalidations, "errors": self.errors,
-            "hit_rate_percent": round(100.0 * self.hits / looked_up, 2) if looked_up else 0.0,
-            "redis_available": self.tiers.redis_available,
-            "backend": self.tiers.backend_name,
-            "configured_backend": self.tiers.configured_backend,
-            "breaker": self.tiers.breaker.snapshot(),
-            "memory_entries": len(memory) if isinstance(memory, MemoryBackend) else None,
-            "memory_bytes": memory.size_bytes if isinstance(memory, MemoryBackend) else None,
-            "pending_invalidations": self.tiers.coherence.outstanding,
-            "coalesced": self.flights.coalesced,
-            "coalesced_across_workers": 0 if self.leases is None else self.leases.waited,
-            "decode_errors": self.decode_errors,
-            "stale": self.stale, "stale_on_error": self.stale_on_error,
-            "refreshes": self.refreshes, "refresh_failures": self.refresh_failures,
-            "hot": None if self.hot is None else {
-                "healthy": self.hot.healthy, "hits": self.hot.hits,
-                "entries": len(self.hot), "bytes": self.hot.size_bytes},
-        }
 
     async def ping(self) -> float:
         """Latency in ms of a real PING to the configured backend; raises CacheBackendError.
