@@ -1,14 +1,9 @@
-"""ResponseCache: lookups, stores and invalidations over the selected backend, and statistics.
+"""ResponseCache: lookups, stores and invalidations over the selected backend.
 
-Entries are validated by generation numbers, never deleted by pattern: each tag has a counter
-(``<ns>:gen:<tag>`` in Redis, a slot of ``coherence`` for the in-memory tier) plus one global
-epoch. A lookup reads the entry and the current generations of its tags in ONE round trip
-(``MGET``; a counter found missing is first created at a random base, see
-``backends.incarnation``); a hit needs the generations stored in the record to equal the
-current ones. A miss
-keeps the generations it read *before* the handler ran and stores the record under them, so a
-write that lands while a slow handler runs leaves that record already invalid. A write bumps
-its tags (one pipelined round trip). Redis commands: hit 1, miss 2 (MGET + SET), write 1.
+Entries are validated by generation numbers, never deleted by pattern (``generations``): a
+lookup reads the entry with the current generations of its tags in one round trip, a miss
+stores its record under the generations it read before the handler ran, and a write bumps
+its tags. Which tier serves is ``tiers``'s choice; what is counted, ``stats``'s report.
 
 A rule with stale windows (``middleware.stale``) lets a lookup classify a current entry by its
 age: fresh (a hit), stale while revalidating (served, and the caller leads the refresh), or
@@ -20,14 +15,12 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Callable, Iterable, Sequence
-from typing import Any
 
 from middleware.backends.base import CacheBackend, CacheBackendError
-from middleware.backends.memory import MemoryBackend
 from middleware.breaker import CLOSED
 from middleware.coherence import Coherence
 from middleware.encoding import Representations, compress as compress_body, with_vary
-from middleware.keys import EPOCH_TAG, SizedMemo, generation_key
+from middleware.generations import Generations
 from middleware.leases import HostLeases
 from middleware.lookup import BYPASS, HELPERS, HIT, MISS, STALE, Lookup
 from middleware.observer import CacheObserver, NullObserver
@@ -37,6 +30,7 @@ from middleware.record import DecodedRecords, Record, RecordError, decode, encod
 from middleware.settings import CacheSettings
 from middleware.stale import Freshness, Staleness
 from middleware.stampede import SingleFlight
+from middleware.stats import CacheStats
 from middleware.tiers import Tiers
 
 __all__ = ["HIT", "MISS", "STALE", "Lookup", "ResponseCache"]
@@ -44,21 +38,13 @@ __all__ = ["HIT", "MISS", "STALE", "Lookup", "ResponseCache"]
 log = logging.getLogger(__name__)
 
 
-def _gen(value: bytes) -> int:
-    try:
-        return int(value)
-    except ValueError:
-        # Someone overwrote a counter: fail open (uncached) rather than guess.
-        raise CacheBackendError(f"generation counter holds {value[:20]!r}",
-                                transient=False) from None
-
-
-class ResponseCache:
+class ResponseCache(CacheStats):
     """The cache engine behind the Sanic hooks and the application helpers.
 
     ``backend``: a shared backend (``RedisBackend``) is used with a ``MemoryBackend`` fallback
     behind the circuit breaker; a ``MemoryBackend`` is used alone. ``None`` builds Redis from
-    ``settings.redis_url`` in ``open()`` (or memory alone when it is unset).
+    ``settings.redis_url`` in ``open()`` (or memory alone when it is unset). Its counters and
+    ``stats()`` are those of ``CacheStats`` (``middleware.stats``).
     """
 
     def __init__(self, settings: CacheSettings | None = None,
@@ -67,6 +53,7 @@ class ResponseCache:
                  coherence: Coherence | None = None,
                  clock: Callable[[], float] = time.time,
                  monotonic: Callable[[], float] = time.monotonic) -> None:
+        super().__init__()
         self.settings = settings = settings or CacheSettings()
         self.observer: CacheObserver = observer or NullObserver()
         self._timed = observer is not None and not isinstance(observer, NullObserver)
@@ -81,13 +68,11 @@ class ResponseCache:
         Sanic hooks when the server shares memory between its processes."""
         self.hot: HotTier | None = None
         """The hot tier (L1), opened with Redis when ``settings.local_tier`` (see ``hot``)."""
-        self._gen_keys = SizedMemo()
+        self.generations = Generations(self.tiers, settings.namespace, report=self._report)
+        """The generation counters of tags: read with an entry, bumped by ``invalidate``."""
         self._decoded = DecodedRecords(settings.memory_max_bytes // 16)
         self.representations = Representations(settings.memory_max_bytes // 16)
         """Bodies decoded or re-encoded for clients that do not take the stored coding."""
-        self.hits = self.misses = self.bypasses = self.stores = 0
-        self.invalidations = self.errors = self.decode_errors = 0
-        self.stale = self.stale_on_error = self.refreshes = self.refresh_failures = 0
 
     async def open(self) -> None:
         """Open the tiers (``Tiers.open``: Redis from the settings when no backend was given,
@@ -98,32 +83,6 @@ class ResponseCache:
     async def close(self) -> None:
         """Close what ``open`` created."""
         await self.tiers.close()
-
-    def stats(self) -> dict[str, Any]:
-        """Counters and state for the health and metrics endpoints (this worker process's;
-        the Prometheus observer aggregates across workers)."""
-        looked_up = self.hits + self.misses
-        memory = self.tiers.memory
-        return {
-            "hits": self.hits, "misses": self.misses, "bypasses": self.bypasses,
-            "stores": self.stores, "invalidations": self.invalidations, "errors": self.errors,
-            "hit_rate_percent": round(100.0 * self.hits / looked_up, 2) if looked_up else 0.0,
-            "redis_available": self.tiers.redis_available,
-            "backend": self.tiers.backend_name,
-            "configured_backend": self.tiers.configured_backend,
-            "breaker": self.tiers.breaker.snapshot(),
-            "memory_entries": len(memory) if isinstance(memory, MemoryBackend) else None,
-            "memory_bytes": memory.size_bytes if isinstance(memory, MemoryBackend) else None,
-            "pending_invalidations": self.tiers.coherence.outstanding,
-            "coalesced": self.flights.coalesced,
-            "coalesced_across_workers": 0 if self.leases is None else self.leases.waited,
-            "decode_errors": self.decode_errors,
-            "stale": self.stale, "stale_on_error": self.stale_on_error,
-            "refreshes": self.refreshes, "refresh_failures": self.refresh_failures,
-            "hot": None if self.hot is None else {
-                "healthy": self.hot.healthy, "hits": self.hot.hits,
-                "entries": len(self.hot), "bytes": self.hot.size_bytes},
-        }
 
     async def ping(self) -> float:
         """Latency in ms of a real PING to the configured backend; raises CacheBackendError.
@@ -182,9 +141,9 @@ class ResponseCache:
             if hot is not None and hot_ttl is not None and hot.healthy:
                 slots = coherence.slots(tags)
                 counters = coherence.counters
-                state = HotState(self._generation_keys(tags), slots,
+                state = HotState(self.generations.keys(tags), slots,
                                  tuple([counters[slot] for slot in slots]), hot.seq, hot_ttl)
-            found, raw = await self._read_shared(tier, key, tags, state)
+            found, raw = await self.generations.read(tier, key, tags, state)
             record = None if raw is None else self._decode(raw)
         generations = found.generations
         if not refresh:
@@ -248,7 +207,7 @@ class ResponseCache:
         if held is not None:
             try:
                 await leases.wait(held, timeout)
-                again, raw = await self._read_shared(found.tier, found.key, tags, state)
+                again, raw = await self.generations.read(found.tier, found.key, tags, state)
             except BaseException:
                 self.release(found, None)
                 raise
@@ -264,32 +223,6 @@ class ResponseCache:
             found = again
         found.lease = leases.claim(flight_key, timeout)
         return found
-
-    async def _read_shared(self, tier: CacheBackend, key: str, tags: Sequence[str],
-                           hot_state: HotState | None) -> tuple[Lookup, bytes | None]:
-        """One ``MGET`` of the entry and its generations in Redis; what it read is taught to
-        the hot tier when ``hot_state`` is given."""
-        gen_keys = self._generation_keys(tags)
-        start = time.perf_counter()
-        values = await tier.get_many([key, *gen_keys])
-        self._report("MGET", start)
-        self.tiers.breaker.record_success()
-        raw = values[0]
-        if None in values[1:]:
-            # A counter Redis does not have (never bumped, evicted, lost in a restart): no
-            # entry can be current. Create it at a random base, so an older entry can never
-            # meet its value, and store the miss under that (see backends.incarnation).
-            raw = None
-            start = time.perf_counter()
-            generations = tuple(await tier.init_many(gen_keys))
-            self._report("INIT", start)
-        else:
-            generations = tuple(_gen(value) for value in values[1:])
-        found = Lookup(key, tier, generations)
-        if hot_state is not None and self.hot is not None:
-            self.hot.learn(gen_keys, generations, hot_state.seq)
-            found.hot = hot_state
-        return found, raw
 
     def _keep_hot(self, found: Lookup, record: Record) -> None:
         state = found.hot
@@ -375,54 +308,20 @@ class ResponseCache:
     async def invalidate(self, tags: Iterable[str], route: str = "") -> None:
         """Clear ``tags`` (and everything under them) after a successful write.
 
-        The host's local generations are bumped first (every worker's memory tier); then the
-        Redis counters. If Redis cannot be reached the tags are remembered as lost and replayed
-        (or the epoch bumped) before this host serves from Redis again; the error is re-raised
-        for the fail-open boundary to log.
+        ``Generations.bump``: the host's local generations first (every worker's memory
+        tier), then the Redis counters. If Redis cannot be reached the tags are remembered as
+        lost and replayed (or the epoch bumped) before this host serves from Redis again; the
+        error is re-raised for the fail-open boundary to log.
         """
         tags = tuple(dict.fromkeys(tag for tag in tags if tag))
         if not tags:
             return
-        self.tiers.coherence.bump(tags)
         self.invalidations += len(tags)
         for tag in tags:
             self.observer.on_invalidate(tag)
-        if self.tiers.remote is None:
-            return
-        gen_keys = [generation_key(self.settings.namespace, t) for t in tags]
-        hot = self.hot
-        if hot is not None:
-            hot.forget(gen_keys)  # before the INCR is sent: nothing read from now is learned
-        try:
-            tier = await self.tiers.select()
-            start = time.perf_counter()
-            if tier.shared:
-                await tier.incr_many(gen_keys)
-                if hot is not None:
-                    hot.forget(gen_keys)  # and nothing read before it landed
-        except BaseException:
-            # A backend error, or the request cancelled (client gone) mid-INCR after its
-            # write committed: either way the INCRs may not have landed, so replay them.
-            self.tiers.coherence.record_lost(tags)
-            raise
-        if not tier.shared:
-            self.tiers.coherence.record_lost(tags)
-            log.info("Redis unavailable: invalidation of %s kept for replay", ", ".join(tags))
-            return
-        self._report("INCR", start)
-        self.tiers.breaker.record_success()
+        await self.generations.bump(tags)
 
     # -- internals ----------------------------------------------------------------------
-
-    def _generation_keys(self, tags: Sequence[str]) -> tuple[str, ...]:
-        """``(gen keys of tags..., epoch key)``, memoised."""
-        key = tuple(tags)
-        cached: tuple[str, ...] | None = self._gen_keys.get(key)
-        if cached is None:
-            ns = self.settings.namespace
-            cached = (*(generation_key(ns, t) for t in key), generation_key(ns, EPOCH_TAG))
-            self._gen_keys.put(key, cached, sum(map(len, key)) + sum(map(len, cached)))
-        return cached
 
     def _decode_local(self, key: str, raw: bytes) -> Record | None:
         """``_decode`` for the in-process tier, which returns on every hit the very bytes

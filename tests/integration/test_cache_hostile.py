@@ -155,5 +155,5 @@ async def test_huge_query_values_cannot_pin_memory_or_amplify(
         assert response.status == 400
     cache = app.ctx.cache
     assert keys._EXPANDED.size <= 1 << 20  # noqa: SLF001
-    assert cache._gen_keys.size <= 1 << 20  # noqa: SLF001
+    assert cache.generations._keys.size <= 1 << 20  # noqa: SLF001
     await _all_still_hit(client)
