@@ -293,34 +293,32 @@ def markdown(*, summaries: Mapping[tuple[str, int, str], Summary], targets: list
         if any(s.workload == workload for s in summaries.values()):
             lines += [f"## {WORKLOAD_TITLES[workload]}", "", workload_table(summaries, workload),
                       ""]
-    raw = raw_table(summaries)
-    if raw:
-        lines += ["## Uncached feed vs the raw asyncpg reference", "", raw, "",
-                  "`raw-asyncpg` (`bench/raw_app.py`) is a bare Sanic handler sending the "
-                  "feed's own statements (`models/feed.py`) to an asyncpg pool of the "
-                  "service's size and encoding the rows with orjson: the same bytes as the "
-                  "service's uncached feed, with no ORM, middleware or metrics. `hits` is the "
-                  "feed's first page, `misses` a new cursor on every request; both run uncached "
-                  "here.", ""]
-    floor = miss_floor_table(summaries)
-    if floor:
-        lines += ["## What a miss adds, against the least a shared cache can do", "", floor, "",
-                  "`raw-asyncpg-redis` is the raw reference behind a Redis `GET` of the query "
-                  "string before the query and a `SET` with a TTL after it (redis-py's asyncio "
-                  "client, hiredis, a pool of 16; `bench/raw_app.py --redis`): no generations, "
-                  "tags, record format, headers, compression or fallback. Its misses show what "
-                  "the two round trips of any shared cache cost by themselves.", ""]
-    compression = compression_table(summaries)
-    if compression:
-        lines += ["## Compression in the cache (hot tier, 1 worker)", "", compression, "",
-                  "`redis-hot-plain` stores bodies as they are (`CACHE_COMPRESS_MIN_BYTES` above "
-                  "`CACHE_MAX_BODY_BYTES`) and is asked without `Accept-Encoding`: the cache "
-                  "before compression. `redis-hot-br` stores bodies of at least 1 KiB "
-                  "brotli-encoded (the default) and is asked with `Accept-Encoding: gzip, br`, "
-                  "as browsers ask. Each keeps its entries under its own `CACHE_NAMESPACE` in "
-                  "the bench's Redis. Bytes per response are wrk's bytes read over responses "
-                  "(status line, headers and body); the entry's size is `MEMORY USAGE` of the "
-                  "feed's first page after the all-hits run.", ""]
+    optional = (
+        ("Uncached feed vs the raw asyncpg reference", raw_table(summaries),
+         "`raw-asyncpg` (`bench/raw_app.py`) is a bare Sanic handler sending the feed's own "
+         "statements (`models/feed.py`) to an asyncpg pool of the service's size and encoding "
+         "the rows with orjson: the same bytes as the service's uncached feed, with no ORM, "
+         "middleware or metrics. `hits` is the feed's first page, `misses` a new cursor on "
+         "every request; both run uncached here."),
+        ("What a miss adds, against the least a shared cache can do",
+         miss_floor_table(summaries),
+         "`raw-asyncpg-redis` is the raw reference behind a Redis `GET` of the query string "
+         "before the query and a `SET` with a TTL after it (redis-py's asyncio client, "
+         "hiredis, a pool of 16; `bench/raw_app.py --redis`): no generations, tags, record "
+         "format, headers, compression or fallback. Its misses show what the two round trips "
+         "of any shared cache cost by themselves."),
+        ("Compression in the cache (hot tier, 1 worker)", compression_table(summaries),
+         "`redis-hot-plain` stores bodies as they are (`CACHE_COMPRESS_MIN_BYTES` above "
+         "`CACHE_MAX_BODY_BYTES`) and is asked without `Accept-Encoding`: the cache before "
+         "compression. `redis-hot-br` stores bodies of at least 1 KiB brotli-encoded (the "
+         "default) and is asked with `Accept-Encoding: gzip, br`, as browsers ask. Each keeps "
+         "its entries under its own `CACHE_NAMESPACE` in the bench's Redis. Bytes per response "
+         "are wrk's bytes read over responses (status line, headers and body); the entry's "
+         "size is `MEMORY USAGE` of the feed's first page after the all-hits run."),
+    )
+    for title, table, note in optional:  # sections of configurations a run may leave out
+        if table:
+            lines += [f"## {title}", "", table, "", note, ""]
     lines += ["## Stale-read verification (mixed workload)", "", _stale_table(summaries), "",
               "Every read of a written post was compared with the last write acknowledged "
               "before the read was sent. A PATCH clears the feed, its author's list and the "
