@@ -115,16 +115,16 @@ class CircuitBreaker:
         self._failures += 1
         if self._state == HALF_OPEN or (
                 self._state == CLOSED and self._failures >= self.failure_threshold):
-            self._opened_at = self._clock()
-            self.trips += 1
-            self._transition(OPEN)
+            self._open()
 
     def trip(self) -> None:
         """Open now: a check outside the request path (the start-up PING) found the backend
         unreachable, so no request should wait for it to fail ``failure_threshold`` times.
         A closed-and-unused breaker only; an OPEN or probing one keeps its own timing."""
-        if self._state != CLOSED:
-            return
+        if self._state == CLOSED:
+            self._open()
+
+    def _open(self) -> None:
         self._opened_at = self._clock()
         self.trips += 1
         self._transition(OPEN)
