@@ -47,7 +47,7 @@ import shlex
 import ssl
 from collections.abc import Callable
 from typing import Any
-from urllib.parse import parse_qsl
+from urllib.parse import parse_qsl, unquote
 
 from tortoise.backends.base.config_generator import DB_LOOKUP, expand_db_url
 
@@ -101,6 +101,10 @@ def tortoise_connection(url: str) -> dict[str, Any]:
     # Tortoise parses the rest (user info, host, port, path); the options are cast here.
     config = expand_db_url(base)
     credentials: dict[str, Any] = config["credentials"]
+    # Tortoise decodes the password only; libpq decodes every part (Azure's "user%40server").
+    for key in ("user", "database"):
+        if credentials.get(key):
+            credentials[key] = unquote(credentials[key])
     credentials.update({key: _cast(key, value, _CASTS[key]) for key, value in query.items()})
     if "dbname" in ours and not credentials.get("database"):
         credentials["database"] = ours["dbname"]

@@ -22,6 +22,7 @@ from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
+import asyncpg
 import pytest
 import trustme
 from tortoise import connections
@@ -152,3 +153,24 @@ async def test_pool_and_statement_cache_options_reach_asyncpg(tls_server: TLSSer
         async with client.acquire_connection() as conn:
             assert conn._config.statement_cache_size == 0  # noqa: SLF001
             assert conn._stmt_cache.get_max_size() == 0  # noqa: SLF001
+
+
+async def test_percent_encoded_user_and_database_names_connect(tls_server: TLSServer) -> None:
+    # Providers hand out names that must be encoded in a URL (Azure's "user@server"): libpq
+    # decodes them, and so must the service.
+    admin = await asyncpg.connect(host="127.0.0.1", port=tls_server.port, user="postgres",
+                                  database="postgres", ssl=False)
+    try:
+        await admin.execute('CREATE ROLE "app@server" LOGIN SUPERUSER')
+        await admin.execute('CREATE DATABASE "my db" OWNER "app@server"')
+        url = (f"postgres://app%40server@127.0.0.1:{tls_server.port}/my%20db"
+               "?sslmode=disable")
+        async with service(url) as http:
+            assert (await http.get("/health/detailed")).status == 200
+            rows = await connections.get("default").execute_query_dict(
+                "SELECT current_user AS who, current_database() AS db")
+            assert rows == [{"who": "app@server", "db": "my db"}]
+    finally:
+        await admin.execute('DROP DATABASE IF EXISTS "my db" WITH (FORCE)')
+        await admin.execute('DROP ROLE IF EXISTS "app@server"')
+        await admin.close()

@@ -171,3 +171,15 @@ def test_sslrootcert_with_a_non_verifying_mode_is_ignored_with_a_warning(
     with caplog.at_level(logging.WARNING, logger="models.pg_url"):
         assert credentials(f"sslmode=prefer&sslrootcert={ca_file}")["ssl"] == "prefer"
     assert "sslrootcert is ignored with sslmode=prefer" in caplog.text
+
+
+def test_user_and_database_names_are_percent_decoded_as_libpq_does() -> None:
+    # Azure-style "user@server" names, and any name with a reserved character, arrive encoded.
+    credentials = tortoise_connection(
+        "postgres://app%40server:p%40ss@db.example.com:5432/my%20db?sslmode=disable"
+    )["credentials"]
+    assert credentials["user"] == "app@server"
+    assert credentials["password"] == "p@ss"  # decoded once, not twice
+    assert credentials["database"] == "my db"
+    literal = tortoise_connection("postgres://u:p%2540@h/db%2541")["credentials"]
+    assert (literal["password"], literal["database"]) == ("p%40", "db%41")
