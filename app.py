@@ -24,7 +24,7 @@ from cache_rules import install_service_cache
 from handlers.metrics import CacheMetricsObserver, install_metrics
 from handlers.responses import dumps
 from middleware import CacheSettings
-from models.db import describe_database, register_database
+from models.db import DatabaseUnreachableError, describe_database, register_database
 from models.schema import SchemaNotCurrentError
 from models.seed import register_demo_seed
 from observability.logging import configure_logging
@@ -150,8 +150,9 @@ def main() -> None:
                 debug=settings.debug, access_log=False, backlog=settings.backlog)
     try:
         Sanic.serve(primary=app, app_loader=loader)
-    except SchemaNotCurrentError as exc:
-        # One line that names the command, not a traceback through Sanic's start-up.
+    except (SchemaNotCurrentError, DatabaseUnreachableError) as exc:
+        # One line that names the command or the cause, not a traceback through Sanic's
+        # start-up.
         log.critical("Not starting: %s", exc)
         raise SystemExit(1) from None
 

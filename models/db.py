@@ -5,15 +5,28 @@ from __future__ import annotations
 import logging
 from typing import Any
 
+import asyncpg
 from sanic import Sanic
 from tortoise import Tortoise, connections
 from tortoise.backends.base.executor import EXECUTOR_CACHE
+from tortoise.exceptions import DBConnectionError
 
 from models.db_retry import retry_when_unavailable
 from models.pg_url import tortoise_connection
 from models.schema import SchemaStatus, prepare_schema
 
 log = logging.getLogger(__name__)
+
+_CANNOT_CONNECT = (OSError, DBConnectionError, asyncpg.InvalidAuthorizationSpecificationError,
+                   asyncpg.InvalidCatalogNameError)
+"""What reaching the database at start-up raises when ``DATABASE_URL`` (or the server) is
+wrong: refused or unreachable, TLS refused, unknown role or password, no such database."""
+
+
+class DatabaseUnreachableError(RuntimeError):
+    """Start-up could not connect to ``DATABASE_URL``'s database; the message says where and
+    why, never the password."""
+
 
 MODEL_MODULES = ["models.user", "models.post", "models.job"]
 APPS: dict[str, dict[str, Any]] = {
@@ -73,11 +86,16 @@ def register_database(app: Sanic, database_url: str, *, retry_seconds: float = 0
     """
 
     async def check_schema(app: Sanic) -> None:
-        await init_database(database_url)
         try:
-            await ensure_schema(migrate_pending=migrate_pending)
-        finally:
-            await Tortoise.close_connections()
+            await init_database(database_url)
+            try:
+                await ensure_schema(migrate_pending=migrate_pending)
+            finally:
+                await Tortoise.close_connections()
+        except _CANNOT_CONNECT as exc:
+            raise DatabaseUnreachableError(
+                f"DATABASE_URL: cannot connect to {describe_database(database_url)}: "
+                f"{type(exc).__name__}: {exc}") from exc
 
     async def open_database(app: Sanic) -> None:
         await init_database(database_url)

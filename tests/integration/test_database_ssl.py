@@ -16,6 +16,7 @@ import os
 import shutil
 import ssl
 import subprocess
+import sys
 import tempfile
 from collections.abc import AsyncIterator, Iterator
 from contextlib import asynccontextmanager
@@ -29,6 +30,7 @@ from tortoise import connections
 
 from app import create_app
 from settings import Settings, normalise_database_url
+from tests.app_process import ROOT, clean_env
 from tests.server import Client, free_port, running
 
 pytestmark = pytest.mark.postgres
@@ -174,3 +176,17 @@ async def test_percent_encoded_user_and_database_names_connect(tls_server: TLSSe
         await admin.execute('DROP DATABASE IF EXISTS "my db" WITH (FORCE)')
         await admin.execute('DROP ROLE IF EXISTS "app@server"')
         await admin.close()
+
+
+@pytest.mark.parametrize("query", ["sslmode=require", "sslmode=disable"])
+def test_an_unreachable_database_stops_start_up_with_one_line(query: str) -> None:
+    # Nothing listens on this port: as a mistyped host or port, or a server that is down.
+    url = f"postgres://app:s3cret-pw@127.0.0.1:{free_port()}/appdb?{query}"
+    result = subprocess.run([sys.executable, "app.py"], cwd=ROOT, capture_output=True,
+                            text=True, timeout=60,
+                            env=clean_env(DATABASE_URL=url, PORT="0", WORKERS="2",
+                                          SECRET_KEY="test-secret-key-0123456789abcdef"))
+    assert result.returncode == 1
+    (line,) = [line for line in result.stderr.splitlines() if "CRITICAL" in line]
+    assert "Not starting: DATABASE_URL: cannot connect to PostgreSQL (127.0.0.1:" in line
+    assert "Traceback" not in result.stderr and "s3cret-pw" not in result.stderr
